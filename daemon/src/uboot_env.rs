@@ -1,0 +1,1 @@
+//! U-Boot environment (placeholder until implemented).
