@@ -17,3 +17,12 @@
 //! - [`cli`]: the command-line front end.
 
 pub mod uboot_env;
+pub mod bundle;
+pub mod cli;
+pub mod config;
+pub mod install;
+pub mod manifest;
+pub mod slot;
+pub mod state;
+pub mod trust;
+pub mod updater;

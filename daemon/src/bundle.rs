@@ -1,0 +1,496 @@
+//! The one-file bundle: the signed envelope first, then the payload, so a
+//! reader can verify the manifest before it reads a byte of the image.
+//!
+//! Layout (all integers little-endian):
+//!
+//! | offset | size | content |
+//! |---|---|---|
+//! | 0 | 8 | magic `SEESAWB1` |
+//! | 8 | 8 | envelope length `E` in bytes (u64, at most [`MAX_ENVELOPE`]) |
+//! | 16 | E | DSSE envelope JSON ([`crate::trust::Envelope`]) |
+//! | 16+E | … | payload: each image's chunks back to back, as the manifest lists them |
+//!
+//! The file ends exactly where the last image's payload ends; anything more
+//! or less is refused. Owns creating (chunking, zstd, hashing, signing),
+//! countersigning and opening bundles. Does not install.
+
+use std::fs::File;
+use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+
+use crate::manifest::{self, Chunk, Compression, Image, Manifest, ManifestError};
+use crate::trust::{Envelope, PrivateKey, TrustError, TrustPolicy, MANIFEST_PAYLOAD_TYPE};
+
+/// The 8 magic bytes a bundle starts with.
+pub const MAGIC: &[u8; 8] = b"SEESAWB1";
+/// Bytes before the envelope.
+pub const HEADER_LEN: u64 = 16;
+/// Largest envelope accepted, bytes (a 4 GiB image in 4 KiB chunks needs ~90 MiB
+/// of chunk table; real bundles use far larger chunks).
+pub const MAX_ENVELOPE: u64 = 64 * 1024 * 1024;
+/// Default chunk size, bytes.
+pub const DEFAULT_CHUNK_SIZE: u64 = 1024 * 1024;
+/// Default zstd level for `bundle create`.
+pub const DEFAULT_ZSTD_LEVEL: i32 = 9;
+
+/// Errors of creating, signing and opening bundles.
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    /// I/O on a bundle or image file.
+    #[error("failed to {op} {path}: {source}")]
+    Io {
+        /// What was being done ("read", "write", "open", ...).
+        op: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file does not start with the bundle magic (e.g. an unsigned image).
+    #[error("{0} is not a seesaw bundle (bad magic)")]
+    NotABundle(PathBuf),
+    /// The envelope length field is out of bounds.
+    #[error("{path}: envelope length {len} is out of bounds")]
+    BadEnvelopeLength {
+        /// The bundle.
+        path: PathBuf,
+        /// The length read.
+        len: u64,
+    },
+    /// The file is shorter than header, envelope and payload need.
+    #[error("{path} is truncated: {actual} bytes, the manifest needs {expected}")]
+    Truncated {
+        /// The bundle.
+        path: PathBuf,
+        /// Bytes needed.
+        expected: u64,
+        /// Bytes present.
+        actual: u64,
+    },
+    /// The file carries bytes after the payload.
+    #[error("{path} has {extra} bytes after the payload")]
+    TrailingData {
+        /// The bundle.
+        path: PathBuf,
+        /// Extra bytes.
+        extra: u64,
+    },
+    /// Signature or envelope problem.
+    #[error(transparent)]
+    Trust(#[from] TrustError),
+    /// Manifest problem.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    /// An option given to `bundle create` is unusable.
+    #[error("invalid bundle option: {0}")]
+    InvalidOption(String),
+    /// Compression failed.
+    #[error("failed to compress chunk {index}: {source}")]
+    Compress {
+        /// Chunk index.
+        index: usize,
+        /// The zstd error.
+        source: std::io::Error,
+    },
+}
+
+fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> BundleError + 'a {
+    move |source| BundleError::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// What `bundle create` needs besides the image and keys.
+#[derive(Debug, Clone)]
+pub struct CreateOptions {
+    /// The board the bundle is for.
+    pub compatible: String,
+    /// Semantic version.
+    pub version: String,
+    /// Anti-rollback counter.
+    pub security_version: u64,
+    /// Creation time.
+    pub created: OffsetDateTime,
+    /// Optional expiry time.
+    pub expires: Option<OffsetDateTime>,
+    /// Chunk size in bytes (multiple of 4096).
+    pub chunk_size: u64,
+    /// zstd level (1–22).
+    pub zstd_level: i32,
+    /// Worker threads for compression (0 = one per core).
+    pub threads: usize,
+}
+
+/// Creates a one-file bundle at `output` from the image file `image`, signed
+/// by every key in `keys`. Memory is bounded (a few chunks per thread) and the
+/// result is written to a temporary file renamed into place.
+///
+/// Errors: [`BundleError::Io`], [`BundleError::InvalidOption`],
+/// [`BundleError::Compress`], [`BundleError::Manifest`] (e.g. non-semver version).
+pub fn create(
+    image: &Path,
+    keys: &[PrivateKey],
+    opts: &CreateOptions,
+    output: &Path,
+) -> Result<Manifest, BundleError> {
+    if keys.is_empty() {
+        return Err(BundleError::InvalidOption("at least one --key is needed".into()));
+    }
+    if !(1..=22).contains(&opts.zstd_level) {
+        return Err(BundleError::InvalidOption(format!(
+            "zstd level {} is not between 1 and 22",
+            opts.zstd_level
+        )));
+    }
+    let src = File::open(image).map_err(io("open", image))?;
+    let size = src.metadata().map_err(io("stat", image))?.len();
+    let payload_path = tmp_path(output, "payload");
+    let payload_file = File::create(&payload_path).map_err(io("create", &payload_path))?;
+    let result = (|| {
+        let (chunks, image_sha) = compress_chunks(&src, image, size, opts, &payload_file, &payload_path)?;
+        let payload_size = chunks.iter().map(|c| c.stored_size).sum();
+        let manifest = Manifest {
+            format: manifest::FORMAT_VERSION,
+            compatible: opts.compatible.clone(),
+            version: opts.version.clone(),
+            security_version: opts.security_version,
+            created: manifest::format_time(opts.created),
+            expires: opts.expires.map(manifest::format_time),
+            targets: None,
+            images: vec![Image {
+                slot_class: manifest::SLOT_CLASS_ROOTFS.into(),
+                size,
+                sha256: image_sha,
+                chunk_size: opts.chunk_size,
+                chunks,
+                compression: Compression::Zstd,
+                payload_offset: 0,
+                payload_size,
+            }],
+        };
+        manifest.validate()?;
+        let key_refs: Vec<&PrivateKey> = keys.iter().collect();
+        let env = Envelope::sign(MANIFEST_PAYLOAD_TYPE, &manifest.to_json(), &key_refs);
+        write_bundle(output, &env, &payload_file, &payload_path, 0, payload_size)?;
+        Ok(manifest)
+    })();
+    let _ = std::fs::remove_file(&payload_path);
+    result
+}
+
+fn tmp_path(output: &Path, what: &str) -> PathBuf {
+    let name = output
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "bundle".into());
+    output.with_file_name(format!(".{name}.{what}.{}.tmp", std::process::id()))
+}
+
+/// Chunks, hashes and compresses `src` into `out` in parallel, in image order.
+/// Returns the chunk table and the whole image's SHA-256 (hex).
+fn compress_chunks(
+    src: &File,
+    src_path: &Path,
+    size: u64,
+    opts: &CreateOptions,
+    out: &File,
+    out_path: &Path,
+) -> Result<(Vec<Chunk>, String), BundleError> {
+    let cs = opts.chunk_size;
+    if !(manifest::MIN_CHUNK_SIZE..=manifest::MAX_CHUNK_SIZE).contains(&cs) || cs % 4096 != 0 {
+        return Err(BundleError::InvalidOption(format!(
+            "chunk size {cs} must be a multiple of 4096 between {} and {}",
+            manifest::MIN_CHUNK_SIZE,
+            manifest::MAX_CHUNK_SIZE
+        )));
+    }
+    if size == 0 {
+        return Err(BundleError::InvalidOption(format!("{} is empty", src_path.display())));
+    }
+    let n = size.div_ceil(cs) as usize;
+    let threads = if opts.threads == 0 {
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    } else {
+        opts.threads
+    };
+    // Chunks are compressed out of order by the workers, and written in
+    // order by whoever completes the next one: a small reorder window keeps
+    // memory bounded to a few chunks per thread.
+    struct Shared {
+        next_to_write: usize,
+        done: std::collections::BTreeMap<usize, (Vec<u8>, Vec<u8>, String)>,
+        table: Vec<Chunk>,
+        whole: Sha256,
+        error: Option<BundleError>,
+    }
+    let shared = Mutex::new(Shared {
+        next_to_write: 0,
+        done: Default::default(),
+        table: Vec::with_capacity(n),
+        whole: Sha256::new(),
+        error: None,
+    });
+    let cond = std::sync::Condvar::new();
+    let next = AtomicUsize::new(0);
+    let window = threads * 2;
+    let mut writer = BufWriter::with_capacity(1 << 20, out);
+    let writer_lock = Mutex::new(&mut writer);
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                let mut cctx = match zstd::bulk::Compressor::new(opts.zstd_level) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        lock(&shared).error.get_or_insert(BundleError::Compress { index: 0, source: e });
+                        cond.notify_all();
+                        return;
+                    }
+                };
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    if i >= n {
+                        return;
+                    }
+                    // Wait until the chunk is within the reorder window.
+                    {
+                        let mut g = lock(&shared);
+                        while i >= g.next_to_write + window && g.error.is_none() {
+                            g = cond.wait(g).unwrap_or_else(|p| p.into_inner());
+                        }
+                        if g.error.is_some() {
+                            return;
+                        }
+                    }
+                    let off = i as u64 * cs;
+                    let len = cs.min(size - off) as usize;
+                    let mut raw = vec![0u8; len];
+                    let res = src
+                        .read_exact_at(&mut raw, off)
+                        .map_err(io("read", src_path))
+                        .and_then(|_| {
+                            cctx.compress(&raw)
+                                .map_err(|source| BundleError::Compress { index: i, source })
+                        })
+                        .map(|z| (z, hex::encode(Sha256::digest(&raw))));
+                    let mut g = lock(&shared);
+                    match res {
+                        Err(e) => {
+                            g.error.get_or_insert(e);
+                        }
+                        Ok((z, sha)) => {
+                            g.done.insert(i, (raw, z, sha));
+                            // Drain every chunk that is now in order.
+                            while let Some((raw, z, sha)) = {
+                                let k = g.next_to_write;
+                                g.done.remove(&k)
+                            } {
+                                g.whole.update(&raw);
+                                g.table.push(Chunk {
+                                    sha256: sha,
+                                    stored_size: z.len() as u64,
+                                });
+                                let mut w = writer_lock.lock().unwrap_or_else(|p| p.into_inner());
+                                if let Err(e) = w.write_all(&z) {
+                                    g.error.get_or_insert(BundleError::Io {
+                                        op: "write",
+                                        path: out_path.to_path_buf(),
+                                        source: e,
+                                    });
+                                    break;
+                                }
+                                g.next_to_write += 1;
+                            }
+                        }
+                    }
+                    cond.notify_all();
+                }
+            });
+        }
+    });
+    let g = shared.into_inner().unwrap_or_else(|p| p.into_inner());
+    if let Some(e) = g.error {
+        return Err(e);
+    }
+    writer.flush().map_err(io("write", out_path))?;
+    Ok((g.table, hex::encode(g.whole.finalize())))
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Writes header + envelope + `payload_len` bytes of `payload` (from
+/// `payload_offset`) to a temporary file, fsyncs it and renames it to `output`.
+fn write_bundle(
+    output: &Path,
+    env: &Envelope,
+    payload: &File,
+    payload_path: &Path,
+    payload_offset: u64,
+    payload_len: u64,
+) -> Result<(), BundleError> {
+    let tmp = tmp_path(output, "new");
+    let result = (|| {
+        let json = env.to_json();
+        let mut f = File::create(&tmp).map_err(io("create", &tmp))?;
+        let mut head = Vec::with_capacity(HEADER_LEN as usize + json.len());
+        head.extend_from_slice(MAGIC);
+        head.extend_from_slice(&(json.len() as u64).to_le_bytes());
+        head.extend_from_slice(&json);
+        f.write_all(&head).map_err(io("write", &tmp))?;
+        let mut src = payload;
+        src.seek(SeekFrom::Start(payload_offset)).map_err(io("seek", payload_path))?;
+        let copied = std::io::copy(&mut src.take(payload_len), &mut f).map_err(io("copy payload to", &tmp))?;
+        if copied != payload_len {
+            return Err(BundleError::Truncated {
+                path: payload_path.to_path_buf(),
+                expected: payload_offset + payload_len,
+                actual: payload_offset + copied,
+            });
+        }
+        f.sync_all().map_err(io("fsync", &tmp))?;
+        std::fs::rename(&tmp, output).map_err(io("rename to", output))?;
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// A bundle file as opened: header and envelope read, nothing verified yet.
+pub struct RawBundle {
+    /// The file.
+    pub file: File,
+    /// Its path, for messages.
+    pub path: PathBuf,
+    /// The envelope.
+    pub envelope: Envelope,
+    /// Offset of the payload in the file, bytes.
+    pub payload_start: u64,
+    /// Total file length, bytes.
+    pub file_len: u64,
+}
+
+impl RawBundle {
+    /// Opens `path` and reads its header and envelope.
+    ///
+    /// Errors: [`BundleError::Io`], [`BundleError::NotABundle`],
+    /// [`BundleError::BadEnvelopeLength`], [`BundleError::Truncated`],
+    /// [`BundleError::Trust`] (malformed envelope JSON).
+    pub fn open(path: &Path) -> Result<RawBundle, BundleError> {
+        let mut file = File::open(path).map_err(io("open", path))?;
+        let file_len = file.metadata().map_err(io("stat", path))?.len();
+        let mut head = [0u8; HEADER_LEN as usize];
+        if file_len < HEADER_LEN {
+            // Either garbage or a bundle cut within its header.
+            let mut start = vec![0u8; file_len as usize];
+            file.read_exact(&mut start).map_err(io("read", path))?;
+            if MAGIC.starts_with(&start) && !start.is_empty() {
+                return Err(BundleError::Truncated {
+                    path: path.into(),
+                    expected: HEADER_LEN,
+                    actual: file_len,
+                });
+            }
+            return Err(BundleError::NotABundle(path.into()));
+        }
+        file.read_exact(&mut head).map_err(io("read", path))?;
+        if &head[..8] != MAGIC {
+            return Err(BundleError::NotABundle(path.into()));
+        }
+        let mut len_bytes = [0u8; 8];
+        len_bytes.copy_from_slice(&head[8..16]);
+        let len = u64::from_le_bytes(len_bytes);
+        if len == 0 || len > MAX_ENVELOPE {
+            return Err(BundleError::BadEnvelopeLength { path: path.into(), len });
+        }
+        if file_len < HEADER_LEN + len {
+            return Err(BundleError::Truncated {
+                path: path.into(),
+                expected: HEADER_LEN + len,
+                actual: file_len,
+            });
+        }
+        let mut json = vec![0u8; len as usize];
+        file.read_exact(&mut json).map_err(io("read", path))?;
+        let envelope = Envelope::from_json(&json)?;
+        Ok(RawBundle {
+            file,
+            path: path.into(),
+            envelope,
+            payload_start: HEADER_LEN + len,
+            file_len,
+        })
+    }
+
+    /// Verifies the envelope against `policy`, parses the manifest and checks
+    /// that the file holds exactly the payload the manifest describes.
+    ///
+    /// Errors: [`BundleError::Trust`], [`BundleError::Manifest`],
+    /// [`BundleError::Truncated`], [`BundleError::TrailingData`].
+    pub fn verify(self, policy: &TrustPolicy) -> Result<VerifiedBundle, BundleError> {
+        let payload = policy.verify(&self.envelope, MANIFEST_PAYLOAD_TYPE)?;
+        let manifest = Manifest::from_json(&payload)?;
+        self.check_length(&manifest)?;
+        Ok(VerifiedBundle { raw: self, manifest })
+    }
+
+    /// Parses the manifest WITHOUT checking signatures (for `bundle inspect`).
+    pub fn unverified_manifest(&self) -> Result<Manifest, BundleError> {
+        Ok(Manifest::from_json(&self.envelope.payload_bytes()?)?)
+    }
+
+    fn check_length(&self, m: &Manifest) -> Result<(), BundleError> {
+        let img = m.rootfs();
+        let expected = self.payload_start + img.payload_offset + img.payload_size;
+        if self.file_len < expected {
+            return Err(BundleError::Truncated {
+                path: self.path.clone(),
+                expected,
+                actual: self.file_len,
+            });
+        }
+        if self.file_len > expected {
+            return Err(BundleError::TrailingData {
+                path: self.path.clone(),
+                extra: self.file_len - expected,
+            });
+        }
+        Ok(())
+    }
+
+    /// Adds a countersignature with `key` and rewrites the bundle atomically
+    /// (temporary file, fsync, rename); existing signatures stay as they are.
+    ///
+    /// Errors: [`BundleError::Io`], [`BundleError::Trust`].
+    pub fn countersign(mut self, key: &PrivateKey) -> Result<(), BundleError> {
+        self.envelope.countersign(key)?;
+        let payload_len = self.file_len - self.payload_start;
+        write_bundle(&self.path, &self.envelope, &self.file, &self.path, self.payload_start, payload_len)
+    }
+}
+
+/// A bundle whose envelope verified; its manifest may be trusted. The payload
+/// is not yet checked: every chunk is hashed as it is installed.
+pub struct VerifiedBundle {
+    /// The file and envelope.
+    pub raw: RawBundle,
+    /// The verified manifest.
+    pub manifest: Manifest,
+}
+
+impl VerifiedBundle {
+    /// Absolute file offset of the rootfs image's first stored chunk.
+    pub fn image_payload_start(&self) -> u64 {
+        self.raw.payload_start + self.manifest.rootfs().payload_offset
+    }
+}

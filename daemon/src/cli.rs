@@ -1,0 +1,437 @@
+//! The `seesaw` command line: argument definitions and the thin adapter that
+//! turns each command into a call of [`crate::updater`] or [`crate::bundle`].
+//!
+//! Owns the command names, options and exit statuses (a contract for
+//! scripts; see [`exit`]). Prints results on stdout, progress and errors on
+//! stderr. Contains no update logic.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use time::OffsetDateTime;
+
+use crate::bundle::{self, BundleError, CreateOptions, RawBundle};
+use crate::config::{Config, DEFAULT_CONFIG_PATH};
+use crate::install::{Phase, Progress};
+use crate::slot::Slot;
+use crate::trust::{PrivateKey, TrustError};
+use crate::updater::{InstallOptions, UpdateError, Updater};
+
+/// Exit statuses of `seesaw`. Stable: scripts rely on them; never renumber.
+pub mod exit {
+    /// Success.
+    pub const OK: i32 = 0;
+    /// Any failure not listed below.
+    pub const FAILURE: i32 = 1;
+    /// Bad command-line usage (clap's own status).
+    pub const USAGE: i32 = 2;
+    /// The bundle was refused: signature, manifest, compatible, expiry,
+    /// anti-rollback, deny-list, size, or a chunk that failed its hash.
+    pub const REJECTED: i32 = 3;
+    /// The configuration or trust keys are unusable.
+    pub const CONFIG: i32 = 4;
+    /// The bootloader environment could not be read or written.
+    pub const ENVIRONMENT: i32 = 5;
+    /// A slot device, the state or another file could not be read or written.
+    pub const IO: i32 = 6;
+    /// The operation is not allowed in the device's current state.
+    pub const STATE: i32 = 7;
+    /// The install was cancelled.
+    pub const CANCELLED: i32 = 8;
+}
+
+/// A/B over-the-air updater for U-Boot boards.
+#[derive(Debug, Parser)]
+#[command(name = "seesaw", version, about)]
+pub struct Cli {
+    /// Configuration file.
+    #[arg(long, global = true, default_value = DEFAULT_CONFIG_PATH)]
+    pub config: PathBuf,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Make an ed25519 key pair: PREFIX.pem (private, PKCS#8) and PREFIX.pub (SPKI).
+    Keygen {
+        /// Path prefix of the two files.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Create, countersign, verify or inspect bundles.
+    #[command(subcommand)]
+    Bundle(BundleCommand),
+    /// Verify a bundle and install it into the inactive slot, then flip the environment.
+    Install {
+        /// The one-file bundle.
+        bundle: PathBuf,
+    },
+    /// Show booted and primary slot, tries left, versions, pending commit, floor.
+    Status {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Commit the running slot.
+    MarkGood,
+    /// Mark a slot bad (default: the running slot).
+    MarkBad {
+        /// A or B.
+        slot: Option<Slot>,
+    },
+}
+
+/// `seesaw bundle …`
+#[derive(Debug, Subcommand)]
+pub enum BundleCommand {
+    /// Make a signed one-file bundle from an image.
+    Create {
+        /// The image (e.g. an ext4 root filesystem).
+        #[arg(long)]
+        image: PathBuf,
+        /// The board the bundle is for.
+        #[arg(long)]
+        compatible: String,
+        /// Semantic version.
+        #[arg(long)]
+        version: String,
+        /// Anti-rollback counter.
+        #[arg(long)]
+        security_version: u64,
+        /// Expiry time, RFC 3339.
+        #[arg(long)]
+        expires: Option<String>,
+        /// Chunk size in bytes (a multiple of 4096).
+        #[arg(long, default_value_t = bundle::DEFAULT_CHUNK_SIZE)]
+        chunk_size: u64,
+        /// zstd compression level (1–22).
+        #[arg(long, default_value_t = bundle::DEFAULT_ZSTD_LEVEL)]
+        zstd_level: i32,
+        /// Private key (PKCS#8 PEM); repeat to sign with several.
+        #[arg(long = "key", required = true)]
+        keys: Vec<PathBuf>,
+        /// Output file.
+        #[arg(long)]
+        output: PathBuf,
+    },
+    /// Add a countersignature, keeping existing ones.
+    Sign {
+        /// Private key (PKCS#8 PEM).
+        #[arg(long)]
+        key: PathBuf,
+        /// The bundle, rewritten in place atomically.
+        bundle: PathBuf,
+    },
+    /// Verify a bundle against the trust policy of --config.
+    Verify {
+        /// The bundle.
+        bundle: PathBuf,
+    },
+    /// Print the manifest as JSON (signatures NOT checked).
+    Inspect {
+        /// The bundle.
+        bundle: PathBuf,
+    },
+}
+
+/// The exit status for an error chain produced by [`run`].
+pub fn exit_status(err: &anyhow::Error) -> i32 {
+    use crate::install::InstallError;
+    for cause in err.chain() {
+        if let Some(e) = cause.downcast_ref::<UpdateError>() {
+            return match e {
+                UpdateError::Config(_) => exit::CONFIG,
+                UpdateError::Bundle(b) => bundle_status(b),
+                UpdateError::Manifest(_) => exit::REJECTED,
+                UpdateError::Env(_) | UpdateError::Slot(_) => exit::ENVIRONMENT,
+                UpdateError::State(_) | UpdateError::ReadCmdline { .. } | UpdateError::SlotDevice { .. } => {
+                    exit::IO
+                }
+                UpdateError::Install(InstallError::Cancelled) => exit::CANCELLED,
+                UpdateError::Install(
+                    InstallError::ChunkHash { .. }
+                    | InstallError::Decompress { .. }
+                    | InstallError::TooLarge { .. },
+                ) => exit::REJECTED,
+                UpdateError::Install(_) => exit::IO,
+                UpdateError::TrialNotCommitted(_) => exit::STATE,
+            };
+        }
+        if let Some(b) = cause.downcast_ref::<BundleError>() {
+            return bundle_status(b);
+        }
+        if cause.downcast_ref::<crate::config::ConfigError>().is_some() {
+            return exit::CONFIG;
+        }
+        if cause.downcast_ref::<TrustError>().is_some() {
+            return exit::CONFIG;
+        }
+    }
+    exit::FAILURE
+}
+
+fn bundle_status(b: &BundleError) -> i32 {
+    match b {
+        BundleError::Io { .. } => exit::IO,
+        BundleError::InvalidOption(_) => exit::USAGE,
+        _ => exit::REJECTED,
+    }
+}
+
+/// Runs one command. Errors carry the typed cause for [`exit_status`].
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let now = OffsetDateTime::now_utc();
+    match cli.command {
+        Command::Keygen { out } => keygen(&out),
+        Command::Bundle(cmd) => run_bundle(cmd, &cli.config, now),
+        Command::Install { bundle } => {
+            let mut updater = Updater::open(&cli.config)?;
+            let progress = StderrProgress::new();
+            let cancel = AtomicBool::new(false);
+            let started = Instant::now();
+            let report = updater.install(&bundle, &InstallOptions::default(), &progress, &cancel, now)?;
+            progress.finish();
+            let secs = started.elapsed().as_secs_f64();
+            println!(
+                "installed {} into slot {} ({} bytes in {:.2} s, {:.0} MiB/s); reboot to try it",
+                report.version,
+                report.slot,
+                report.size,
+                secs,
+                report.size as f64 / 1048576.0 / secs.max(1e-9)
+            );
+            Ok(())
+        }
+        Command::Status { json } => {
+            let status = Updater::open(&cli.config)?.status()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                print_status(&status);
+            }
+            Ok(())
+        }
+        Command::MarkGood => {
+            let report = Updater::open(&cli.config)?.mark_good(now)?;
+            println!("{}", report.message);
+            Ok(())
+        }
+        Command::MarkBad { slot } => {
+            let report = Updater::open(&cli.config)?.mark_bad(slot, now)?;
+            println!("{}", report.message);
+            Ok(())
+        }
+    }
+}
+
+fn print_status(s: &crate::updater::Status) {
+    let opt = |o: Option<Slot>| o.map(|s| s.name()).unwrap_or("none");
+    println!("compatible:     {}", s.compatible);
+    println!("booted slot:    {}", s.booted);
+    println!("primary slot:   {}", opt(s.primary));
+    println!("boot order:     {}", s.boot_order);
+    for slot in &s.slots {
+        let version = match (&slot.version, slot.intact) {
+            (Some(v), Some(false)) => format!("{v} (recorded, but the slot no longer holds it)"),
+            (Some(v), _) => v.clone(),
+            (None, _) => "unknown (not written by seesaw)".into(),
+        };
+        println!(
+            "slot {}:         {}tries left {}, version {}, {}",
+            slot.slot,
+            if slot.booted { "booted, " } else { "" },
+            slot.tries_left,
+            version,
+            slot.device.display()
+        );
+    }
+    match &s.pending {
+        Some(p) if s.commit_pending => println!("commit pending: yes, {} in slot {} (run mark-good)", p.version, p.slot),
+        Some(p) => println!("commit pending: no; {} installed in slot {}, awaiting reboot", p.version, p.slot),
+        None => println!("commit pending: no"),
+    }
+    println!("rollback floor: {}", s.floor);
+    if let Some(r) = &s.last_result {
+        println!("last result:    {} at {}: {}", r.kind, r.at, r.message);
+    }
+    if !s.failed_versions.is_empty() {
+        println!("failed versions: {}", s.failed_versions.join(", "));
+    }
+}
+
+fn keygen(out: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let key = PrivateKey::generate();
+    let private = out.with_file_name(format!("{}.pem", file_name(out)));
+    let public = out.with_file_name(format!("{}.pub", file_name(out)));
+    for p in [&private, &public] {
+        if p.exists() {
+            bail!("{} exists; refusing to overwrite a key", p.display());
+        }
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&private)
+        .with_context(|| format!("failed to create {}", private.display()))?;
+    f.write_all(key.to_pem()?.as_bytes())
+        .and_then(|_| f.sync_all())
+        .with_context(|| format!("failed to write {}", private.display()))?;
+    std::fs::write(&public, key.public().to_pem()?)
+        .with_context(|| format!("failed to write {}", public.display()))?;
+    println!("{}\n{}", private.display(), public.display());
+    Ok(())
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+fn run_bundle(cmd: BundleCommand, config: &Path, now: OffsetDateTime) -> anyhow::Result<()> {
+    match cmd {
+        BundleCommand::Create {
+            image,
+            compatible,
+            version,
+            security_version,
+            expires,
+            chunk_size,
+            zstd_level,
+            keys,
+            output,
+        } => {
+            let expires = expires
+                .map(|e| {
+                    OffsetDateTime::parse(&e, &time::format_description::well_known::Rfc3339)
+                        .map_err(|err| BundleError::InvalidOption(format!("--expires {e:?} is not RFC 3339: {err}")))
+                })
+                .transpose()?;
+            let keys = keys
+                .iter()
+                .map(|k| PrivateKey::load(k))
+                .collect::<Result<Vec<_>, _>>()?;
+            let started = Instant::now();
+            let m = bundle::create(
+                &image,
+                &keys,
+                &CreateOptions {
+                    compatible,
+                    version,
+                    security_version,
+                    created: now,
+                    expires,
+                    chunk_size,
+                    zstd_level,
+                    threads: 0,
+                },
+                &output,
+            )?;
+            let img = m.rootfs();
+            eprintln!(
+                "bundle {}: {} bytes of image in {} chunks, payload {} bytes ({:.1}%), {:.2} s",
+                output.display(),
+                img.size,
+                img.chunks.len(),
+                img.payload_size,
+                img.payload_size as f64 * 100.0 / img.size as f64,
+                started.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
+        BundleCommand::Sign { key, bundle } => {
+            let key = PrivateKey::load(&key)?;
+            RawBundle::open(&bundle)?.countersign(&key)?;
+            eprintln!("added a signature by key {}", key.public().keyid());
+            Ok(())
+        }
+        BundleCommand::Verify { bundle } => {
+            let cfg = Config::load(config)?;
+            let policy = cfg.trust_policy(config)?;
+            let verified = RawBundle::open(&bundle)?.verify(&policy)?;
+            let m = &verified.manifest;
+            if m.compatible != cfg.compatible {
+                eprintln!(
+                    "note: bundle is for {:?}, this configuration is {:?}",
+                    m.compatible, cfg.compatible
+                );
+            }
+            println!(
+                "{}: signatures satisfy every role; {} {} (security version {})",
+                bundle.display(),
+                m.compatible,
+                m.version,
+                m.security_version
+            );
+            Ok(())
+        }
+        BundleCommand::Inspect { bundle } => {
+            let raw = RawBundle::open(&bundle)?;
+            let m = raw.unverified_manifest()?;
+            eprintln!(
+                "note: signatures not checked ({} present); use `seesaw bundle verify`",
+                raw.envelope.signatures.len()
+            );
+            println!("{}", serde_json::to_string_pretty(&m)?);
+            Ok(())
+        }
+    }
+}
+
+/// Progress on stderr: a redrawn line on a terminal, a line per 10% otherwise.
+struct StderrProgress {
+    tty: bool,
+    started: Instant,
+    last: Mutex<(Option<Phase>, u64)>,
+}
+
+impl StderrProgress {
+    fn new() -> StderrProgress {
+        StderrProgress {
+            tty: std::io::stderr().is_terminal(),
+            started: Instant::now(),
+            last: Mutex::new((None, 0)),
+        }
+    }
+
+    fn finish(&self) {
+        if self.tty {
+            eprintln!();
+        }
+    }
+}
+
+impl Progress for StderrProgress {
+    fn update(&self, phase: Phase, done: u64, total: u64) {
+        let pct = if total == 0 { 100 } else { done * 100 / total };
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        let step = if self.tty { 1 } else { 10 };
+        if last.0 == Some(phase) && pct / step == last.1 / step && done != total {
+            return;
+        }
+        *last = (Some(phase), pct);
+        let what = match phase {
+            Phase::Write => "verifying and writing",
+            Phase::Verify => "reading back",
+        };
+        let secs = self.started.elapsed().as_secs_f64().max(1e-9);
+        let line = format!(
+            "{what}: {pct:3}% {:.0}/{:.0} MiB",
+            done as f64 / 1048576.0,
+            total as f64 / 1048576.0
+        );
+        if self.tty {
+            eprint!("\r{line} ({secs:.1} s)   ");
+        } else {
+            eprintln!("{line}");
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! The configuration file, `/etc/seesaw/seesaw.toml` by default.
+//!
+//! Owns the file's keys and their meaning; loading the trust keys it names.
+//! Relative paths are taken relative to the directory of the configuration
+//! file. Unknown keys are refused so a typo cannot silently disable a check.
+//!
+//! ```toml
+//! compatible = "raspberrypi4-64"
+//! data_dir = "/var/lib/seesaw"          # state, installed manifests, anti-rollback floor
+//! cmdline = "/proc/cmdline"             # where `seesaw.slot=A|B` is read
+//! fw_env_config = "/etc/fw_env.config"
+//! device_id = "pi-0042"                 # optional, for targeting
+//! groups = ["canary"]                   # optional, for targeting
+//! [slots.A]
+//! device = "/dev/mmcblk0p2"             # block device or plain file
+//! [slots.B]
+//! device = "/dev/mmcblk0p3"
+//! [[trust.roles]]
+//! name = "release"
+//! threshold = 1
+//! keys = ["/etc/seesaw/keys/release.pub"]
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::slot::Slot;
+use crate::trust::{PublicKey, Role, TrustError, TrustPolicy};
+
+/// Where the configuration is read from when `--config` is not given.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/seesaw/seesaw.toml";
+
+/// Errors of reading the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("failed to read configuration {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has unknown or missing keys.
+    #[error("invalid configuration {path}: {reason}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A trust key or the trust policy is unusable.
+    #[error("invalid trust configuration in {path}: {source}")]
+    Trust {
+        /// The configuration file.
+        path: PathBuf,
+        /// The trust error.
+        source: TrustError,
+    },
+}
+
+/// One slot's device.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SlotConfig {
+    /// Block device or plain file holding the slot.
+    pub device: PathBuf,
+}
+
+/// The two slots.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Slots {
+    /// Slot A.
+    #[serde(rename = "A")]
+    pub a: SlotConfig,
+    /// Slot B.
+    #[serde(rename = "B")]
+    pub b: SlotConfig,
+}
+
+/// A trust role as configured: key files and a threshold.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RoleConfig {
+    /// Role name, e.g. `release`.
+    pub name: String,
+    /// Distinct keys that must sign.
+    pub threshold: usize,
+    /// SubjectPublicKeyInfo PEM files.
+    pub keys: Vec<PathBuf>,
+}
+
+/// The `[trust]` section.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TrustConfig {
+    /// Every role must be satisfied.
+    pub roles: Vec<RoleConfig>,
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// This board's compatible string; bundles must match it exactly.
+    pub compatible: String,
+    /// Directory for the persisted state (shared by both slots).
+    pub data_dir: PathBuf,
+    /// File holding the kernel command line (`/proc/cmdline`).
+    #[serde(default = "default_cmdline")]
+    pub cmdline: PathBuf,
+    /// The libubootenv `fw_env.config` locating the U-Boot environment.
+    #[serde(default = "default_fw_env_config")]
+    pub fw_env_config: PathBuf,
+    /// Device id, for targeted bundles.
+    #[serde(default)]
+    pub device_id: Option<String>,
+    /// Groups, for targeted bundles.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// The slots.
+    pub slots: Slots,
+    /// The trust policy.
+    pub trust: TrustConfig,
+}
+
+fn default_cmdline() -> PathBuf {
+    PathBuf::from("/proc/cmdline")
+}
+
+fn default_fw_env_config() -> PathBuf {
+    PathBuf::from("/etc/fw_env.config")
+}
+
+impl Config {
+    /// Reads and checks `path`; relative paths inside become relative to its directory.
+    ///
+    /// Errors: [`ConfigError::Read`], [`ConfigError::Invalid`].
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Config::parse(&text, base).map_err(|reason| ConfigError::Invalid {
+            path: path.into(),
+            reason,
+        })
+    }
+
+    /// Parses TOML text; relative paths are joined to `base`.
+    pub fn parse(text: &str, base: &Path) -> Result<Config, String> {
+        let mut c: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        if c.compatible.is_empty() {
+            return Err("compatible is empty".into());
+        }
+        let abs = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        abs(&mut c.data_dir);
+        abs(&mut c.cmdline);
+        abs(&mut c.fw_env_config);
+        abs(&mut c.slots.a.device);
+        abs(&mut c.slots.b.device);
+        for r in &mut c.trust.roles {
+            r.keys.iter_mut().for_each(abs);
+        }
+        Ok(c)
+    }
+
+    /// The device of `slot`.
+    pub fn slot_device(&self, slot: Slot) -> &Path {
+        match slot {
+            Slot::A => &self.slots.a.device,
+            Slot::B => &self.slots.b.device,
+        }
+    }
+
+    /// Loads the key files and builds the trust policy.
+    ///
+    /// Errors: [`ConfigError::Trust`] (unreadable key, not an ed25519 SPKI PEM,
+    /// or an unusable policy).
+    pub fn trust_policy(&self, config_path: &Path) -> Result<TrustPolicy, ConfigError> {
+        let err = |source| ConfigError::Trust {
+            path: config_path.into(),
+            source,
+        };
+        let mut roles = Vec::new();
+        for r in &self.trust.roles {
+            let keys = r
+                .keys
+                .iter()
+                .map(|p| PublicKey::load(p))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(err)?;
+            roles.push(Role {
+                name: r.name.clone(),
+                threshold: r.threshold,
+                keys,
+            });
+        }
+        TrustPolicy::new(roles).map_err(err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = r#"
+compatible = "raspberrypi4-64"
+data_dir = "/var/lib/seesaw"
+fw_env_config = "fw_env.config"
+[slots.A]
+device = "/dev/mmcblk0p2"
+[slots.B]
+device = "/dev/mmcblk0p3"
+[[trust.roles]]
+name = "release"
+threshold = 1
+keys = ["keys/release.pub"]
+"#;
+
+    #[test]
+    fn parses_and_resolves_relative_paths() {
+        let c = Config::parse(SAMPLE, Path::new("/etc/seesaw")).unwrap();
+        assert_eq!(c.compatible, "raspberrypi4-64");
+        assert_eq!(c.cmdline, PathBuf::from("/proc/cmdline"));
+        assert_eq!(c.fw_env_config, PathBuf::from("/etc/seesaw/fw_env.config"));
+        assert_eq!(c.slot_device(Slot::B), Path::new("/dev/mmcblk0p3"));
+        assert_eq!(c.trust.roles[0].keys[0], PathBuf::from("/etc/seesaw/keys/release.pub"));
+    }
+
+    #[test]
+    fn refuses_unknown_and_missing_keys() {
+        let typo = SAMPLE.replace("data_dir", "datadir");
+        assert!(Config::parse(&typo, Path::new("/")).is_err());
+        let no_b = SAMPLE.replace("[slots.B]\ndevice = \"/dev/mmcblk0p3\"\n", "");
+        assert!(Config::parse(&no_b, Path::new("/")).is_err());
+        let empty = SAMPLE.replace("\"raspberrypi4-64\"", "\"\"");
+        assert!(Config::parse(&empty, Path::new("/")).is_err());
+    }
+}

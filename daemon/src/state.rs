@@ -1,0 +1,236 @@
+//! What the device remembers across boots: the anti-rollback floor, what is
+//! installed in each slot, a pending (not yet committed) install, the last
+//! result and the versions that failed.
+//!
+//! Stored as JSON in `<data_dir>/state.json` on the data partition shared by
+//! both slots. Writes are atomic: temporary file, fsync, rename, fsync of the
+//! directory, so a power cut leaves either the old or the new state, never a
+//! torn one. [`State`] itself is a plain value; only [`StateStore`] does I/O.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::manifest::Manifest;
+use crate::slot::Slot;
+
+/// Version of the state file format.
+pub const STATE_FORMAT: u32 = 1;
+/// The state file's name inside `data_dir`.
+pub const STATE_FILE: &str = "state.json";
+
+/// Errors of loading and saving the state.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// I/O on the state file or its directory.
+    #[error("failed to {op} {path}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The state file exists but cannot be understood.
+    #[error("state file {path} is corrupt: {reason}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// What is installed in one slot.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SlotRecord {
+    /// The verified manifest the slot was written from (kept for status and
+    /// for delta updates: its chunk table describes the slot's content).
+    pub manifest: Manifest,
+    /// When the install finished, RFC 3339.
+    pub installed_at: String,
+}
+
+/// An install written and flipped to but not yet committed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Pending {
+    /// The slot that was written and is tried first.
+    pub slot: Slot,
+    /// Its version.
+    pub version: String,
+    /// Its security version (the floor becomes this on commit).
+    pub security_version: u64,
+}
+
+/// Outcome of the last operation, for status and the fleet.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct LastResult {
+    /// `installed`, `committed`, `marked-bad` or `rolled-back`.
+    pub kind: String,
+    /// The version concerned.
+    pub version: Option<String>,
+    /// A sentence for people.
+    pub message: String,
+    /// RFC 3339 time.
+    pub at: String,
+}
+
+/// The persisted state.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct State {
+    /// [`STATE_FORMAT`].
+    pub format: u32,
+    /// Anti-rollback floor: bundles with a lower `security_version` are refused.
+    pub floor: u64,
+    /// What slot A holds, if seesaw wrote it.
+    pub slot_a: Option<SlotRecord>,
+    /// What slot B holds, if seesaw wrote it.
+    pub slot_b: Option<SlotRecord>,
+    /// The install awaiting commit.
+    pub pending: Option<Pending>,
+    /// The last result.
+    pub last_result: Option<LastResult>,
+    /// Versions that failed on this device and are refused from now on.
+    pub failed_versions: Vec<String>,
+}
+
+impl Default for State {
+    fn default() -> State {
+        State {
+            format: STATE_FORMAT,
+            floor: 0,
+            slot_a: None,
+            slot_b: None,
+            pending: None,
+            last_result: None,
+            failed_versions: Vec::new(),
+        }
+    }
+}
+
+impl State {
+    /// The record of `slot`.
+    pub fn slot(&self, slot: Slot) -> Option<&SlotRecord> {
+        match slot {
+            Slot::A => self.slot_a.as_ref(),
+            Slot::B => self.slot_b.as_ref(),
+        }
+    }
+
+    /// Replaces the record of `slot`.
+    pub fn set_slot(&mut self, slot: Slot, record: Option<SlotRecord>) {
+        match slot {
+            Slot::A => self.slot_a = record,
+            Slot::B => self.slot_b = record,
+        }
+    }
+}
+
+/// Loads and atomically saves `<data_dir>/state.json`.
+#[derive(Debug, Clone)]
+pub struct StateStore {
+    dir: PathBuf,
+}
+
+impl StateStore {
+    /// A store in `data_dir` (created on first save).
+    pub fn new(data_dir: &Path) -> StateStore {
+        StateStore { dir: data_dir.into() }
+    }
+
+    /// Path of the state file.
+    pub fn path(&self) -> PathBuf {
+        self.dir.join(STATE_FILE)
+    }
+
+    /// Reads the state; a missing file is a fresh device ([`State::default`]).
+    ///
+    /// Errors: [`StateError::Io`], [`StateError::Corrupt`] (unknown format or
+    /// fields: refusing beats guessing with the anti-rollback floor).
+    pub fn load(&self) -> Result<State, StateError> {
+        let path = self.path();
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(State::default()),
+            Err(source) => return Err(StateError::Io { op: "read", path, source }),
+        };
+        let state: State = serde_json::from_slice(&bytes).map_err(|e| StateError::Corrupt {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        if state.format != STATE_FORMAT {
+            return Err(StateError::Corrupt {
+                path,
+                reason: format!("unknown format {}", state.format),
+            });
+        }
+        Ok(state)
+    }
+
+    /// Writes `state` atomically: temporary file in the same directory,
+    /// fsync, rename over the old file, fsync of the directory.
+    ///
+    /// Errors: [`StateError::Io`].
+    pub fn save(&self, state: &State) -> Result<(), StateError> {
+        let io = |op, path: &Path| {
+            let path = path.to_path_buf();
+            move |source| StateError::Io { op, path, source }
+        };
+        std::fs::create_dir_all(&self.dir).map_err(io("create", &self.dir))?;
+        let path = self.path();
+        let tmp = self.dir.join(format!(".{STATE_FILE}.tmp"));
+        let mut bytes = serde_json::to_vec_pretty(state).unwrap_or_default();
+        bytes.push(b'\n');
+        let mut f = File::create(&tmp).map_err(io("create", &tmp))?;
+        f.write_all(&bytes).map_err(io("write", &tmp))?;
+        f.sync_all().map_err(io("fsync", &tmp))?;
+        drop(f);
+        std::fs::rename(&tmp, &path).map_err(io("rename to", &path))?;
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io("fsync directory", &self.dir))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_is_default_and_round_trip() {
+        let d = tempfile::tempdir().unwrap();
+        let store = StateStore::new(&d.path().join("sub"));
+        assert_eq!(store.load().unwrap(), State::default());
+        let mut s = State::default();
+        s.floor = 9;
+        s.failed_versions.push("2.0.0".into());
+        s.pending = Some(Pending {
+            slot: Slot::B,
+            version: "2.0.0".into(),
+            security_version: 9,
+        });
+        store.save(&s).unwrap();
+        assert_eq!(store.load().unwrap(), s);
+        // No temporary file is left behind.
+        let names: Vec<_> = std::fs::read_dir(d.path().join("sub")).unwrap().collect();
+        assert_eq!(names.len(), 1);
+    }
+
+    #[test]
+    fn corrupt_state_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let store = StateStore::new(d.path());
+        std::fs::write(store.path(), b"{\"format\":1").unwrap();
+        assert!(matches!(store.load(), Err(StateError::Corrupt { .. })));
+        std::fs::write(store.path(), b"{\"format\":2,\"floor\":0,\"slot_a\":null,\"slot_b\":null,\"pending\":null,\"last_result\":null,\"failed_versions\":[]}").unwrap();
+        assert!(matches!(store.load(), Err(StateError::Corrupt { .. })));
+    }
+}

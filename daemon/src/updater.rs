@@ -1,0 +1,422 @@
+//! The operations every front end calls: install a bundle, report status,
+//! mark a slot good (commit) or bad.
+//!
+//! Owns the order of side effects: every check first, then the slot write,
+//! then the persisted state, then ONE bootloader environment write. Errors
+//! detected before the slot write change nothing at all; the running slot is
+//! never written. Does no argument parsing and no printing.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use crate::bundle::{BundleError, RawBundle};
+use crate::config::{Config, ConfigError};
+use crate::install::{self, FileSlot, FileSource, InstallError, Progress};
+use crate::manifest::{format_time, DeviceFacts, Manifest, ManifestError};
+use crate::slot::{booted_slot_from_cmdline, BootState, Slot, SlotError};
+use crate::state::{LastResult, Pending, SlotRecord, State, StateError, StateStore};
+use crate::uboot_env::{BootEnv, EnvError, UbootEnv};
+
+/// Errors of the updater operations; each wraps the failing layer's typed error.
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateError {
+    /// Configuration or trust keys.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Bundle file, envelope or signature.
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
+    /// Manifest refused for this device.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    /// Bootloader environment.
+    #[error(transparent)]
+    Env(#[from] EnvError),
+    /// Boot contract values.
+    #[error(transparent)]
+    Slot(#[from] SlotError),
+    /// Persisted state.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// Writing the slot.
+    #[error(transparent)]
+    Install(#[from] InstallError),
+    /// The kernel command line could not be read.
+    #[error("failed to read kernel command line {path}: {source}")]
+    ReadCmdline {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The target slot's size could not be determined.
+    #[error("failed to open slot device {path}: {source}")]
+    SlotDevice {
+        /// The device.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The running slot is an uncommitted trial: writing the other slot
+    /// would destroy the only known-good fallback.
+    #[error("slot {0} is running on trial and not committed; run mark-good or mark-bad first")]
+    TrialNotCommitted(Slot),
+}
+
+/// Options of an install.
+#[derive(Debug, Clone, Default)]
+pub struct InstallOptions {
+    /// Worker threads (0 = one per core).
+    pub threads: usize,
+}
+
+/// What an install did.
+#[derive(Debug, Clone, Serialize)]
+pub struct InstallReport {
+    /// The slot written.
+    pub slot: Slot,
+    /// The version installed.
+    pub version: String,
+    /// Image size, bytes.
+    pub size: u64,
+}
+
+/// One slot in [`Status`].
+#[derive(Debug, Clone, Serialize)]
+pub struct SlotStatus {
+    /// The slot.
+    pub slot: Slot,
+    /// Its device.
+    pub device: PathBuf,
+    /// `BOOT_x_LEFT`.
+    pub tries_left: u8,
+    /// Whether it is the running slot.
+    pub booted: bool,
+    /// Version seesaw installed there, if any.
+    pub version: Option<String>,
+    /// Its security version.
+    pub security_version: Option<u64>,
+    /// Whether the slot still starts with the recorded image (`None` if no record).
+    pub intact: Option<bool>,
+}
+
+/// The device's update status.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    /// This device's compatible.
+    pub compatible: String,
+    /// The running slot.
+    pub booted: Slot,
+    /// The slot U-Boot tries first.
+    pub primary: Option<Slot>,
+    /// `BOOT_ORDER`.
+    pub boot_order: String,
+    /// Both slots.
+    pub slots: Vec<SlotStatus>,
+    /// The install awaiting commit.
+    pub pending: Option<Pending>,
+    /// Whether a commit is pending for the running slot (a trial boot).
+    pub commit_pending: bool,
+    /// Anti-rollback floor.
+    pub floor: u64,
+    /// Last result.
+    pub last_result: Option<LastResult>,
+    /// Deny-listed versions.
+    pub failed_versions: Vec<String>,
+}
+
+/// What `mark-good` / `mark-bad` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct MarkReport {
+    /// The slot marked.
+    pub slot: Slot,
+    /// `good` or `bad`.
+    pub state: &'static str,
+    /// A sentence for people.
+    pub message: String,
+}
+
+/// The updater for one device: configuration, bootloader environment, state.
+pub struct Updater {
+    config: Config,
+    config_path: PathBuf,
+    env: Box<dyn BootEnv>,
+    store: StateStore,
+}
+
+impl Updater {
+    /// Opens the device described by the configuration file at `config_path`,
+    /// with its real U-Boot environment.
+    ///
+    /// Errors: [`UpdateError::Config`], [`UpdateError::Env`] (unparsable `fw_env.config`).
+    pub fn open(config_path: &Path) -> Result<Updater, UpdateError> {
+        let config = Config::load(config_path)?;
+        let env = UbootEnv::open(&config.fw_env_config)?;
+        Ok(Updater::with_env(config, config_path, Box::new(env)))
+    }
+
+    /// An updater with another environment implementation (tests).
+    pub fn with_env(config: Config, config_path: &Path, env: Box<dyn BootEnv>) -> Updater {
+        let store = StateStore::new(&config.data_dir);
+        Updater {
+            config,
+            config_path: config_path.into(),
+            env,
+            store,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The running slot, from `seesaw.slot=` on the kernel command line.
+    pub fn booted_slot(&self) -> Result<Slot, UpdateError> {
+        let path = &self.config.cmdline;
+        let text = std::fs::read_to_string(path).map_err(|source| UpdateError::ReadCmdline {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(booted_slot_from_cmdline(&text)?)
+    }
+
+    fn boot_state(&self) -> Result<BootState, UpdateError> {
+        let vars = self.env.read_vars()?;
+        Ok(BootState::from_vars(|k| {
+            vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
+        })?)
+    }
+
+    fn write_env(&mut self, updates: &[(&'static str, String)]) -> Result<(), UpdateError> {
+        let pairs: Vec<(&str, Option<&str>)> =
+            updates.iter().map(|(k, v)| (*k, Some(v.as_str()))).collect();
+        self.env.write_vars(&pairs)?;
+        Ok(())
+    }
+
+    /// Verifies the bundle at `path` and checks it against this device before
+    /// anything is written; returns the verified manifest. Changes nothing.
+    pub fn check_bundle(&self, path: &Path, now: OffsetDateTime) -> Result<Manifest, UpdateError> {
+        let booted = self.booted_slot()?;
+        let state = self.store.load()?;
+        let policy = self.config.trust_policy(&self.config_path)?;
+        let bundle = RawBundle::open(path)?.verify(&policy)?;
+        self.check_manifest(&bundle.manifest, booted.other(), &state, now)?;
+        Ok(bundle.manifest)
+    }
+
+    fn check_manifest(
+        &self,
+        m: &Manifest,
+        target: Slot,
+        state: &State,
+        now: OffsetDateTime,
+    ) -> Result<(), UpdateError> {
+        let device = self.config.slot_device(target);
+        let slot_size = install::device_size(device).map_err(|source| UpdateError::SlotDevice {
+            path: device.into(),
+            source,
+        })?;
+        m.check_for_device(&DeviceFacts {
+            compatible: &self.config.compatible,
+            device_id: self.config.device_id.as_deref(),
+            groups: &self.config.groups,
+            floor: state.floor,
+            deny_list: &state.failed_versions,
+            slot_size,
+            slot_name: target.name(),
+            now,
+        })?;
+        Ok(())
+    }
+
+    /// Installs the one-file bundle at `path` into the inactive slot and flips
+    /// the environment so the next boot tries it (`BOOT_ORDER="<new> <old>"`,
+    /// `BOOT_<new>_LEFT=3`, one write).
+    ///
+    /// Order: read the running slot, state and environment; verify the bundle
+    /// and check it against the device (nothing written if any of this fails);
+    /// write and read back the slot; save the state with the install pending;
+    /// write the environment (on failure the previous state is restored).
+    pub fn install(
+        &mut self,
+        path: &Path,
+        opts: &InstallOptions,
+        progress: &dyn Progress,
+        cancel: &AtomicBool,
+        now: OffsetDateTime,
+    ) -> Result<InstallReport, UpdateError> {
+        let booted = self.booted_slot()?;
+        let old_state = self.store.load()?;
+        let mut boot = self.boot_state()?;
+        if let Some(p) = &old_state.pending {
+            if p.slot == booted {
+                return Err(UpdateError::TrialNotCommitted(booted));
+            }
+        }
+        let target = booted.other();
+        let policy = self.config.trust_policy(&self.config_path)?;
+        let bundle = RawBundle::open(path)?.verify(&policy)?;
+        self.check_manifest(&bundle.manifest, target, &old_state, now)?;
+
+        let slot = FileSlot::open(self.config.slot_device(target))?;
+        let image = bundle.manifest.rootfs();
+        install::write_image(
+            &FileSource {
+                file: &bundle.raw.file,
+                path: &bundle.raw.path,
+            },
+            bundle.image_payload_start(),
+            image,
+            &slot,
+            opts.threads,
+            progress,
+            cancel,
+        )?;
+
+        let m = &bundle.manifest;
+        let mut state = old_state.clone();
+        state.set_slot(
+            target,
+            Some(SlotRecord {
+                manifest: m.clone(),
+                installed_at: format_time(now),
+            }),
+        );
+        state.pending = Some(Pending {
+            slot: target,
+            version: m.version.clone(),
+            security_version: m.security_version,
+        });
+        state.last_result = Some(LastResult {
+            kind: "installed".into(),
+            version: Some(m.version.clone()),
+            message: format!("installed {} into slot {target}; reboot to try it", m.version),
+            at: format_time(now),
+        });
+        self.store.save(&state)?;
+        let updates = boot.install(target);
+        if let Err(e) = self.write_env(&updates) {
+            // The slot is written but will not be booted: say so in the state.
+            let _ = self.store.save(&old_state);
+            return Err(e);
+        }
+        Ok(InstallReport {
+            slot: target,
+            version: m.version.clone(),
+            size: image.size,
+        })
+    }
+
+    /// The device's status: slots, tries, versions, pending commit, floor.
+    pub fn status(&self) -> Result<Status, UpdateError> {
+        let booted = self.booted_slot()?;
+        let state = self.store.load()?;
+        let boot = self.boot_state()?;
+        let slots = Slot::ALL
+            .iter()
+            .map(|&s| {
+                let rec = state.slot(s);
+                let device = self.config.slot_device(s).to_path_buf();
+                SlotStatus {
+                    slot: s,
+                    tries_left: boot.left(s),
+                    booted: s == booted,
+                    version: rec.map(|r| r.manifest.version.clone()),
+                    security_version: rec.map(|r| r.manifest.security_version),
+                    intact: rec.map(|r| install::slot_holds_image(&device, r.manifest.rootfs())),
+                    device,
+                }
+            })
+            .collect();
+        Ok(Status {
+            compatible: self.config.compatible.clone(),
+            booted,
+            primary: boot.primary(),
+            boot_order: boot.order_string(),
+            slots,
+            commit_pending: state.pending.as_ref().is_some_and(|p| p.slot == booted),
+            pending: state.pending,
+            floor: state.floor,
+            last_result: state.last_result,
+            failed_versions: state.failed_versions,
+        })
+    }
+
+    /// Commits the running slot: its tries are reset to full; if it holds the
+    /// pending install, the anti-rollback floor is raised to its security
+    /// version and the pending install is cleared. Environment first, then
+    /// state, so a power cut in between only repeats the commit.
+    pub fn mark_good(&mut self, now: OffsetDateTime) -> Result<MarkReport, UpdateError> {
+        let booted = self.booted_slot()?;
+        let mut state = self.store.load()?;
+        let mut boot = self.boot_state()?;
+        let updates = boot.mark_good(booted);
+        self.write_env(&updates)?;
+        let message = match state.pending.clone() {
+            Some(p) if p.slot == booted => {
+                state.floor = state.floor.max(p.security_version);
+                state.pending = None;
+                let message = format!(
+                    "committed {} in slot {booted}; anti-rollback floor is now {}",
+                    p.version, state.floor
+                );
+                state.last_result = Some(LastResult {
+                    kind: "committed".into(),
+                    version: Some(p.version),
+                    message: message.clone(),
+                    at: format_time(now),
+                });
+                self.store.save(&state)?;
+                message
+            }
+            _ => format!("slot {booted} marked good; no install was pending for it"),
+        };
+        Ok(MarkReport {
+            slot: booted,
+            state: "good",
+            message,
+        })
+    }
+
+    /// Marks `slot` (default: the running one) bad: no tries left, so U-Boot
+    /// skips it. If it held the pending install, that version is deny-listed.
+    pub fn mark_bad(&mut self, slot: Option<Slot>, now: OffsetDateTime) -> Result<MarkReport, UpdateError> {
+        let booted = self.booted_slot()?;
+        let slot = slot.unwrap_or(booted);
+        let mut state = self.store.load()?;
+        let mut boot = self.boot_state()?;
+        let updates = boot.mark_bad(slot);
+        self.write_env(&updates)?;
+        let message = match state.pending.clone() {
+            Some(p) if p.slot == slot => {
+                state.pending = None;
+                if !state.failed_versions.contains(&p.version) {
+                    state.failed_versions.push(p.version.clone());
+                }
+                let message = format!(
+                    "slot {slot} marked bad; version {} is deny-listed",
+                    p.version
+                );
+                state.last_result = Some(LastResult {
+                    kind: "marked-bad".into(),
+                    version: Some(p.version),
+                    message: message.clone(),
+                    at: format_time(now),
+                });
+                self.store.save(&state)?;
+                message
+            }
+            _ => format!("slot {slot} marked bad"),
+        };
+        Ok(MarkReport {
+            slot,
+            state: "bad",
+            message,
+        })
+    }
+}
