@@ -153,7 +153,13 @@ pub fn create(
     let src = File::open(image).map_err(io("open", image))?;
     let size = src.metadata().map_err(io("stat", image))?.len();
     let payload_path = tmp_path(output, "payload");
-    let payload_file = File::create(&payload_path).map_err(io("create", &payload_path))?;
+    let payload_file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&payload_path)
+        .map_err(io("create", &payload_path))?;
     let result = (|| {
         let (chunks, image_sha) = compress_chunks(&src, image, size, opts, &payload_file, &payload_path)?;
         let payload_size = chunks.iter().map(|c| c.stored_size).sum();

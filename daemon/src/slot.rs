@@ -144,10 +144,16 @@ impl BootState {
         let tries = |var: &'static str, v: Option<&str>| -> Result<u8, SlotError> {
             match v {
                 None => Ok(DEFAULT_TRIES),
-                Some(v) => v.trim().parse::<u8>().map_err(|_| SlotError::InvalidTries {
-                    var,
-                    value: v.to_string(),
-                }),
+                // The boot script only knows the counts 0..=3 (it decrements
+                // without arithmetic); any larger count it treats as 0.
+                Some(v) => match v.trim().parse::<u8>() {
+                    Ok(n) if n <= DEFAULT_TRIES => Ok(n),
+                    Ok(_) => Ok(0),
+                    Err(_) => Err(SlotError::InvalidTries {
+                        var,
+                        value: v.to_string(),
+                    }),
+                },
             }
         };
         let a_left = tries(Slot::A.left_var(), get(Slot::A.left_var()))?;
@@ -337,6 +343,11 @@ mod tests {
             state(&[Slot::B], 3, 3)
         );
         assert_eq!(from(&[("BOOT_ORDER", "")]).unwrap(), state(&[], 3, 3));
+        // Counts the script cannot decrement count as no tries left.
+        assert_eq!(
+            from(&[("BOOT_A_LEFT", "4"), ("BOOT_B_LEFT", "255")]).unwrap(),
+            state(&[Slot::A, Slot::B], 0, 0)
+        );
     }
 
     #[test]

@@ -1,0 +1,112 @@
+# seesaw A/B boot script -- Raspberry Pi 4 (arm64, U-Boot rpi_arm64 / rpi_4)
+#
+# Partitions on the SD card or USB disk U-Boot found this script on:
+#   1  FAT boot partition: firmware, config.txt, u-boot.bin, boot.scr,
+#      uboot.env (U-Boot's own environment, CONFIG_ENV_IS_IN_FAT)
+#   2  root filesystem of slot A (ext4, read-only)
+#   3  root filesystem of slot B (ext4, read-only)
+#   4  data partition shared by both slots
+# The kernel (/boot/Image) and an optional initramfs (/boot/initrd.img) are
+# loaded from the chosen slot's root filesystem, so kernel and root
+# filesystem are always updated together. The device tree is the one the
+# Raspberry Pi firmware prepared (config.txt, overlays) and handed to U-Boot.
+#
+# The A/B state is kept in U-Boot's own environment and saved with saveenv;
+# Linux reads and writes it through /boot/firmware/uboot.env (fw_env.config).
+#
+# Compile: mkimage -A arm64 -T script -C none -d boot.cmd boot.scr
+# Console markers (one line each):
+#   seesaw: booting slot <A|B> (tries left <n>)
+#   seesaw: bootargs <kernel command line>
+#   seesaw: no slot has tries left, resetting BOOT_A_LEFT=3 BOOT_B_LEFT=3
+#   seesaw: WARNING: could not save the environment
+#   seesaw: boot of slot <A|B> failed, resetting
+
+# ---------------------------------------------------------------------------
+# Board settings. Defaults only: presetting any seesaw_* variable in the
+# environment overrides it. Helper values are hush locals (name=value), so
+# saveenv below stores none of them.
+# ---------------------------------------------------------------------------
+if test -z "${devtype}"; then devtype=mmc; fi
+if test -z "${devnum}"; then devnum=0; fi
+if test -z "${seesaw_part_A}"; then seesaw_part_A=2; fi
+if test -z "${seesaw_part_B}"; then seesaw_part_B=3; fi
+if test -z "${seesaw_root_A}"; then seesaw_root_A=/dev/mmcblk0p2; fi
+if test -z "${seesaw_root_B}"; then seesaw_root_B=/dev/mmcblk0p3; fi
+if test -z "${seesaw_kernel}"; then seesaw_kernel=/boot/Image; fi
+if test -z "${seesaw_initrd}"; then seesaw_initrd=/boot/initrd.img; fi
+if test -z "${seesaw_console}"; then seesaw_console="console=ttyS0,115200 console=tty1"; fi
+if test -z "${seesaw_fdt_addr}"; then
+    if test -n "${fdt_addr}"; then seesaw_fdt_addr=${fdt_addr}; else seesaw_fdt_addr=${fdtcontroladdr}; fi
+fi
+
+# ---------------------------------------------------------------------------
+# Defaults for the A/B state (first boot, or U-Boot fell back to its
+# built-in environment because uboot.env was missing or corrupt).
+# ---------------------------------------------------------------------------
+if test -z "${BOOT_ORDER}"; then setenv BOOT_ORDER "A B"; fi
+if test -z "${BOOT_A_LEFT}"; then setenv BOOT_A_LEFT 3; fi
+if test -z "${BOOT_B_LEFT}"; then setenv BOOT_B_LEFT 3; fi
+
+# ---------------------------------------------------------------------------
+# Choose: the first slot in BOOT_ORDER with tries left; take one try.
+# Counts are 0..3, the decrement is written out; any other value counts as 0.
+# ---------------------------------------------------------------------------
+setenv seesaw_slot
+seesaw_slot=
+for seesaw_s in ${BOOT_ORDER}; do
+    if test -z "${seesaw_slot}"; then
+        if test "${seesaw_s}" = "A"; then
+            if test "${BOOT_A_LEFT}" = "3"; then
+                setenv BOOT_A_LEFT 2; seesaw_slot=A
+            elif test "${BOOT_A_LEFT}" = "2"; then
+                setenv BOOT_A_LEFT 1; seesaw_slot=A
+            elif test "${BOOT_A_LEFT}" = "1"; then
+                setenv BOOT_A_LEFT 0; seesaw_slot=A
+            fi
+        elif test "${seesaw_s}" = "B"; then
+            if test "${BOOT_B_LEFT}" = "3"; then
+                setenv BOOT_B_LEFT 2; seesaw_slot=B
+            elif test "${BOOT_B_LEFT}" = "2"; then
+                setenv BOOT_B_LEFT 1; seesaw_slot=B
+            elif test "${BOOT_B_LEFT}" = "1"; then
+                setenv BOOT_B_LEFT 0; seesaw_slot=B
+            fi
+        fi
+    fi
+done
+
+if test -z "${seesaw_slot}"; then
+    echo "seesaw: no slot has tries left, resetting BOOT_A_LEFT=3 BOOT_B_LEFT=3"
+    setenv BOOT_A_LEFT 3
+    setenv BOOT_B_LEFT 3
+    if saveenv; then true; else echo "seesaw: WARNING: could not save the environment"; fi
+    reset
+fi
+
+if saveenv; then true; else echo "seesaw: WARNING: could not save the environment"; fi
+
+# ---------------------------------------------------------------------------
+# Boot the chosen slot.
+# ---------------------------------------------------------------------------
+if test "${seesaw_slot}" = "A"; then
+    seesaw_part=${seesaw_part_A}
+    seesaw_root=${seesaw_root_A}
+    echo "seesaw: booting slot A (tries left ${BOOT_A_LEFT})"
+else
+    seesaw_part=${seesaw_part_B}
+    seesaw_root=${seesaw_root_B}
+    echo "seesaw: booting slot B (tries left ${BOOT_B_LEFT})"
+fi
+setenv bootargs "${seesaw_console} root=${seesaw_root} rootfstype=ext4 rootwait ro seesaw.slot=${seesaw_slot} ${seesaw_extra_bootargs}"
+echo "seesaw: bootargs ${bootargs}"
+
+if load ${devtype} ${devnum}:${seesaw_part} ${kernel_addr_r} ${seesaw_kernel}; then
+    if load ${devtype} ${devnum}:${seesaw_part} ${ramdisk_addr_r} ${seesaw_initrd}; then
+        booti ${kernel_addr_r} ${ramdisk_addr_r}:${filesize} ${seesaw_fdt_addr}
+    else
+        booti ${kernel_addr_r} - ${seesaw_fdt_addr}
+    fi
+fi
+echo "seesaw: boot of slot ${seesaw_slot} failed, resetting"
+reset

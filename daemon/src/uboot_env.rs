@@ -1,1 +1,0 @@
-//! U-Boot environment (placeholder until implemented).

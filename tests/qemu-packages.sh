@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Install the host packages the boot-script tests need (Debian 12 "bookworm",
+# x86_64). Safe to run again: packages already present are left alone.
+#
+#   u-boot-tools      mkimage, dumpimage (compile and inspect boot.scr)
+#   libubootenv-tool  fw_printenv, fw_setenv (read/write seesaw.env)
+#   u-boot-qemu       /usr/lib/u-boot/qemu-x86/u-boot.rom
+#   mtools dosfstools fdisk   build a disk image without root or loop devices
+#   qemu-system-x86 (+ common, data, seabios) from bookworm-backports: the host
+#   may carry qemu-utils from backports, which conflicts with bookworm's 7.2
+#   qemu-system packages. Only these packages are taken from backports; a
+#   blanket "-t bookworm-backports" would also upgrade systemd, udev, e2fsprogs.
+set -euo pipefail
+
+if [ "$(id -u)" -ne 0 ]; then
+    SUDO=sudo
+else
+    SUDO=
+fi
+export DEBIAN_FRONTEND=noninteractive
+
+BACKPORTS_LIST=/etc/apt/sources.list.d/bookworm-backports.sources
+if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+    $SUDO tee "$BACKPORTS_LIST" >/dev/null <<'SRC'
+Types: deb
+URIs: http://deb.debian.org/debian
+Suites: bookworm-backports
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+    need_update=1
+fi
+
+plain=(u-boot-tools libubootenv-tool u-boot-qemu mtools dosfstools fdisk)
+backports=(qemu-system-x86 qemu-system-common qemu-system-data seabios)
+backports_pinned=(
+    qemu-system-x86/bookworm-backports
+    qemu-system-common/bookworm-backports
+    qemu-system-data/bookworm-backports
+    seabios/bookworm-backports
+)
+
+missing=()
+for p in "${plain[@]}" "${backports[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+        missing+=("$p")
+    fi
+done
+
+if [ "${#missing[@]}" -eq 0 ]; then
+    echo "qemu-packages: all packages present"
+    exit 0
+fi
+
+$SUDO apt-get update
+$SUDO apt-get install -y --no-install-recommends \
+    "${plain[@]}" \
+    "${backports_pinned[@]}"
+
+echo "qemu-packages: installed ${missing[*]}"
