@@ -21,9 +21,18 @@ export DEBIAN_FRONTEND=noninteractive
 
 BACKPORTS_LIST=/etc/apt/sources.list.d/bookworm-backports.sources
 if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
-    $SUDO tee "$BACKPORTS_LIST" >/dev/null <<'SRC'
+    # Use the same Debian mirror the machine already uses for bookworm.
+    mirror=$(awk '/^URIs:/ { print $2; exit }' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
+    if [ -z "$mirror" ]; then
+        mirror=$(awk '$1 == "deb" && $3 == "bookworm" { print $2; exit }' /etc/apt/sources.list 2>/dev/null || true)
+    fi
+    if [ -z "$mirror" ]; then
+        echo "qemu-packages: no bookworm apt source found to derive a backports source from" >&2
+        exit 1
+    fi
+    $SUDO tee "$BACKPORTS_LIST" >/dev/null <<SRC
 Types: deb
-URIs: http://deb.debian.org/debian
+URIs: $mirror
 Suites: bookworm-backports
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg

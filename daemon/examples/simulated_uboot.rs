@@ -24,7 +24,10 @@ const FACTORY: &[(&str, &str)] = &[
     ("arch", "arm"),
     ("baudrate", "115200"),
     ("board", "rpi"),
-    ("bootcmd", "load mmc 0:1 ${scriptaddr} boot.scr; source ${scriptaddr}"),
+    (
+        "bootcmd",
+        "load mmc 0:1 ${scriptaddr} boot.scr; source ${scriptaddr}",
+    ),
     ("bootdelay", "2"),
     ("scriptaddr", "0x02400000"),
     ("BOOT_ORDER", "A B"),
@@ -70,20 +73,22 @@ fn init(config: &Path) -> Result<(), String> {
 fn boot(config: &Path, cmdline: &Path) -> Result<(), String> {
     let mut env = UbootEnv::open(config).map_err(|e| e.to_string())?;
     let vars = env.read_vars().map_err(|e| e.to_string())?;
-    let mut state = BootState::from_vars(|k| {
-        vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
-    })
-    .map_err(|e| e.to_string())?;
+    let mut state =
+        BootState::from_vars(|k| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str()))
+            .map_err(|e| e.to_string())?;
     loop {
         let choice = state.select_boot();
         let updates = state.to_updates();
-        let pairs: Vec<(&str, Option<&str>)> =
-            updates.iter().map(|(k, v)| (*k, Some(v.as_str()))).collect();
+        let pairs: Vec<(&str, Option<&str>)> = updates
+            .iter()
+            .map(|(k, v)| (*k, Some(v.as_str())))
+            .collect();
         env.write_vars(&pairs).map_err(|e| e.to_string())?;
         match choice {
             BootChoice::Boot { slot, tries_left } => {
                 println!("seesaw: booting slot {slot} (tries left {tries_left})");
-                let line = format!("console=ttyS0 root=PARTLABEL=rootfs-{slot} ro seesaw.slot={slot}\n");
+                let line =
+                    format!("console=ttyS0 root=PARTLABEL=rootfs-{slot} ro seesaw.slot={slot}\n");
                 std::fs::write(cmdline, line).map_err(|e| format!("{}: {e}", cmdline.display()))?;
                 return Ok(());
             }
@@ -96,7 +101,12 @@ fn boot(config: &Path, cmdline: &Path) -> Result<(), String> {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
-    let result = match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+    let result = match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
         [_, "init", config] => init(Path::new(config)),
         [_, "boot", config, cmdline] => boot(Path::new(config), Path::new(cmdline)),
         _ => Err("usage: simulated_uboot init FW_ENV_CONFIG | boot FW_ENV_CONFIG CMDLINE".into()),

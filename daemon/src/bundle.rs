@@ -142,7 +142,9 @@ pub fn create(
     output: &Path,
 ) -> Result<Manifest, BundleError> {
     if keys.is_empty() {
-        return Err(BundleError::InvalidOption("at least one --key is needed".into()));
+        return Err(BundleError::InvalidOption(
+            "at least one --key is needed".into(),
+        ));
     }
     if !(1..=22).contains(&opts.zstd_level) {
         return Err(BundleError::InvalidOption(format!(
@@ -161,7 +163,8 @@ pub fn create(
         .open(&payload_path)
         .map_err(io("create", &payload_path))?;
     let result = (|| {
-        let (chunks, image_sha) = compress_chunks(&src, image, size, opts, &payload_file, &payload_path)?;
+        let (chunks, image_sha) =
+            compress_chunks(&src, image, size, opts, &payload_file, &payload_path)?;
         let payload_size = chunks.iter().map(|c| c.stored_size).sum();
         let manifest = Manifest {
             format: manifest::FORMAT_VERSION,
@@ -219,11 +222,16 @@ fn compress_chunks(
         )));
     }
     if size == 0 {
-        return Err(BundleError::InvalidOption(format!("{} is empty", src_path.display())));
+        return Err(BundleError::InvalidOption(format!(
+            "{} is empty",
+            src_path.display()
+        )));
     }
     let n = size.div_ceil(cs) as usize;
     let threads = if opts.threads == 0 {
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
     } else {
         opts.threads
     };
@@ -255,7 +263,10 @@ fn compress_chunks(
                 let mut cctx = match zstd::bulk::Compressor::new(opts.zstd_level) {
                     Ok(c) => c,
                     Err(e) => {
-                        lock(&shared).error.get_or_insert(BundleError::Compress { index: 0, source: e });
+                        lock(&shared).error.get_or_insert(BundleError::Compress {
+                            index: 0,
+                            source: e,
+                        });
                         cond.notify_all();
                         return;
                     }
@@ -353,8 +364,10 @@ fn write_bundle(
         head.extend_from_slice(&json);
         f.write_all(&head).map_err(io("write", &tmp))?;
         let mut src = payload;
-        src.seek(SeekFrom::Start(payload_offset)).map_err(io("seek", payload_path))?;
-        let copied = std::io::copy(&mut src.take(payload_len), &mut f).map_err(io("copy payload to", &tmp))?;
+        src.seek(SeekFrom::Start(payload_offset))
+            .map_err(io("seek", payload_path))?;
+        let copied = std::io::copy(&mut src.take(payload_len), &mut f)
+            .map_err(io("copy payload to", &tmp))?;
         if copied != payload_len {
             return Err(BundleError::Truncated {
                 path: payload_path.to_path_buf(),
@@ -417,7 +430,10 @@ impl RawBundle {
         len_bytes.copy_from_slice(&head[8..16]);
         let len = u64::from_le_bytes(len_bytes);
         if len == 0 || len > MAX_ENVELOPE {
-            return Err(BundleError::BadEnvelopeLength { path: path.into(), len });
+            return Err(BundleError::BadEnvelopeLength {
+                path: path.into(),
+                len,
+            });
         }
         if file_len < HEADER_LEN + len {
             return Err(BundleError::Truncated {
@@ -447,7 +463,10 @@ impl RawBundle {
         let payload = policy.verify(&self.envelope, MANIFEST_PAYLOAD_TYPE)?;
         let manifest = Manifest::from_json(&payload)?;
         self.check_length(&manifest)?;
-        Ok(VerifiedBundle { raw: self, manifest })
+        Ok(VerifiedBundle {
+            raw: self,
+            manifest,
+        })
     }
 
     /// Parses the manifest WITHOUT checking signatures (for `bundle inspect`).
@@ -481,7 +500,14 @@ impl RawBundle {
     pub fn countersign(mut self, key: &PrivateKey) -> Result<(), BundleError> {
         self.envelope.countersign(key)?;
         let payload_len = self.file_len - self.payload_start;
-        write_bundle(&self.path, &self.envelope, &self.file, &self.path, self.payload_start, payload_len)
+        write_bundle(
+            &self.path,
+            &self.envelope,
+            &self.file,
+            &self.path,
+            self.payload_start,
+            payload_len,
+        )
     }
 }
 

@@ -152,9 +152,9 @@ pub fn exit_status(err: &anyhow::Error) -> i32 {
                 UpdateError::Bundle(b) => bundle_status(b),
                 UpdateError::Manifest(_) => exit::REJECTED,
                 UpdateError::Env(_) | UpdateError::Slot(_) => exit::ENVIRONMENT,
-                UpdateError::State(_) | UpdateError::ReadCmdline { .. } | UpdateError::SlotDevice { .. } => {
-                    exit::IO
-                }
+                UpdateError::State(_)
+                | UpdateError::ReadCmdline { .. }
+                | UpdateError::SlotDevice { .. } => exit::IO,
                 UpdateError::Install(InstallError::Cancelled) => exit::CANCELLED,
                 UpdateError::Install(
                     InstallError::ChunkHash { .. }
@@ -197,7 +197,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             let progress = StderrProgress::new();
             let cancel = AtomicBool::new(false);
             let started = Instant::now();
-            let report = updater.install(&bundle, &InstallOptions::default(), &progress, &cancel, now)?;
+            let report =
+                updater.install(&bundle, &InstallOptions::default(), &progress, &cancel, now)?;
             progress.finish();
             let secs = started.elapsed().as_secs_f64();
             println!(
@@ -254,8 +255,14 @@ fn print_status(s: &crate::updater::Status) {
         );
     }
     match &s.pending {
-        Some(p) if s.commit_pending => println!("commit pending: yes, {} in slot {} (run mark-good)", p.version, p.slot),
-        Some(p) => println!("commit pending: no; {} installed in slot {}, awaiting reboot", p.version, p.slot),
+        Some(p) if s.commit_pending => println!(
+            "commit pending: yes, {} in slot {} (run mark-good)",
+            p.version, p.slot
+        ),
+        Some(p) => println!(
+            "commit pending: no; {} installed in slot {}, awaiting reboot",
+            p.version, p.slot
+        ),
         None => println!("commit pending: no"),
     }
     println!("rollback floor: {}", s.floor);
@@ -293,7 +300,9 @@ fn keygen(out: &Path) -> anyhow::Result<()> {
 }
 
 fn file_name(p: &Path) -> String {
-    p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 fn run_bundle(cmd: BundleCommand, config: &Path, now: OffsetDateTime) -> anyhow::Result<()> {
@@ -312,7 +321,11 @@ fn run_bundle(cmd: BundleCommand, config: &Path, now: OffsetDateTime) -> anyhow:
             let expires = expires
                 .map(|e| {
                     OffsetDateTime::parse(&e, &time::format_description::well_known::Rfc3339)
-                        .map_err(|err| BundleError::InvalidOption(format!("--expires {e:?} is not RFC 3339: {err}")))
+                        .map_err(|err| {
+                            BundleError::InvalidOption(format!(
+                                "--expires {e:?} is not RFC 3339: {err}"
+                            ))
+                        })
                 })
                 .transpose()?;
             let keys = keys
@@ -411,7 +424,7 @@ impl StderrProgress {
 
 impl Progress for StderrProgress {
     fn update(&self, phase: Phase, done: u64, total: u64) {
-        let pct = if total == 0 { 100 } else { done * 100 / total };
+        let pct = (done * 100).checked_div(total).unwrap_or(100);
         let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
         let step = if self.tty { 1 } else { 10 };
         if last.0 == Some(phase) && pct / step == last.1 / step && done != total {

@@ -232,7 +232,10 @@ keys = ["keys/release.pub"]
         assert_eq!(c.cmdline, PathBuf::from("/proc/cmdline"));
         assert_eq!(c.fw_env_config, PathBuf::from("/etc/seesaw/fw_env.config"));
         assert_eq!(c.slot_device(Slot::B), Path::new("/dev/mmcblk0p3"));
-        assert_eq!(c.trust.roles[0].keys[0], PathBuf::from("/etc/seesaw/keys/release.pub"));
+        assert_eq!(
+            c.trust.roles[0].keys[0],
+            PathBuf::from("/etc/seesaw/keys/release.pub")
+        );
     }
 
     #[test]

@@ -182,7 +182,11 @@ impl FileSlot {
             path: path.into(),
             source,
         };
-        let mut file = OpenOptions::new().read(true).write(true).open(path).map_err(err)?;
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(err)?;
         let size = file.seek(SeekFrom::End(0)).map_err(err)?;
         Ok(FileSlot {
             file,
@@ -300,7 +304,9 @@ pub fn write_image(
         })?;
 
     let threads = if threads == 0 {
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
     } else {
         threads
     };

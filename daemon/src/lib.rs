@@ -1,22 +1,21 @@
 //! seesaw: an A/B over-the-air updater for embedded Linux boards booted by U-Boot.
 //!
 //! # Layout
-//! - [`slot`]: the two root filesystem slots and the boot contract with U-Boot
+//! - [`slot`] — the two root filesystem slots and the boot contract with U-Boot
 //!   (`BOOT_ORDER`, `BOOT_x_LEFT`): pure functions, no I/O.
-//! - [`uboot_env`]: the U-Boot environment block (CRC32, redundant copies,
+//! - [`uboot_env`] — the U-Boot environment block (CRC32, redundant copies,
 //!   `fw_env.config`) read and written natively, behind the [`uboot_env::BootEnv`] trait.
-//! - [`manifest`]: the signed description of an update (compatible, versions,
+//! - [`manifest`] — the signed description of an update (compatible, versions,
 //!   images, chunk hashes) and the checks made on it before a byte is written.
-//! - [`trust`]: DSSE envelopes, ed25519 keys and the role/threshold trust policy.
-//! - [`bundle`]: the one-file bundle (envelope first, then zstd payload): create,
+//! - [`trust`] — DSSE envelopes, ed25519 keys and the role/threshold trust policy.
+//! - [`bundle`] — the one-file bundle (envelope first, then zstd payload): create,
 //!   countersign, open.
-//! - [`install`]: the streaming install pipeline into the inactive slot.
-//! - [`state`]: what the device remembers across boots, written atomically.
-//! - [`config`]: `/etc/seesaw/seesaw.toml`.
-//! - [`updater`]: the operations the front ends call (install, status, mark).
-//! - [`cli`]: the command-line front end.
+//! - [`install`] — the streaming install pipeline into the inactive slot.
+//! - [`state`] — what the device remembers across boots, written atomically.
+//! - [`config`] — `/etc/seesaw/seesaw.toml`.
+//! - [`updater`] — the operations the front ends call (install, status, mark).
+//! - [`cli`] — the command-line front end.
 
-pub mod uboot_env;
 pub mod bundle;
 pub mod cli;
 pub mod config;
@@ -25,4 +24,5 @@ pub mod manifest;
 pub mod slot;
 pub mod state;
 pub mod trust;
+pub mod uboot_env;
 pub mod updater;

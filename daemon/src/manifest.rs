@@ -206,13 +206,18 @@ pub(crate) fn parse_time(what: &str, s: &str) -> Result<OffsetDateTime, Manifest
 
 /// Formats a time as RFC 3339 (UTC, seconds).
 pub fn format_time(t: OffsetDateTime) -> String {
-    let t = t.to_offset(time::UtcOffset::UTC).replace_nanosecond(0).unwrap_or(t);
+    let t = t
+        .to_offset(time::UtcOffset::UTC)
+        .replace_nanosecond(0)
+        .unwrap_or(t);
     t.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_else(|_| t.unix_timestamp().to_string())
 }
 
 fn is_sha256_hex(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 impl Manifest {
@@ -261,19 +266,27 @@ impl Manifest {
             parse_time("expires", e)?;
         }
         if self.images.len() != 1 {
-            return bad(format!("expected exactly one image, found {}", self.images.len()));
+            return bad(format!(
+                "expected exactly one image, found {}",
+                self.images.len()
+            ));
         }
         let img = &self.images[0];
         if img.slot_class != SLOT_CLASS_ROOTFS {
             return bad(format!("unknown slot class {:?}", img.slot_class));
         }
         if !is_sha256_hex(&img.sha256) {
-            return bad(format!("image sha256 {:?} is not 64 lowercase hex digits", img.sha256));
+            return bad(format!(
+                "image sha256 {:?} is not 64 lowercase hex digits",
+                img.sha256
+            ));
         }
         if img.size == 0 {
             return bad("image size is 0".into());
         }
-        if !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&img.chunk_size) || img.chunk_size % 4096 != 0 {
+        if !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&img.chunk_size)
+            || img.chunk_size % 4096 != 0
+        {
             return bad(format!(
                 "chunk size {} is not a multiple of 4096 between {MIN_CHUNK_SIZE} and {MAX_CHUNK_SIZE}",
                 img.chunk_size
@@ -297,14 +310,23 @@ impl Manifest {
         let mut total: u64 = 0;
         for (i, c) in img.chunks.iter().enumerate() {
             if !is_sha256_hex(&c.sha256) {
-                return bad(format!("chunk {i} sha256 {:?} is not 64 lowercase hex digits", c.sha256));
+                return bad(format!(
+                    "chunk {i} sha256 {:?} is not 64 lowercase hex digits",
+                    c.sha256
+                ));
             }
             let len = img.chunk_len(i);
             if c.stored_size == 0 || c.stored_size > max_stored {
-                return bad(format!("chunk {i} stored size {} is out of bounds", c.stored_size));
+                return bad(format!(
+                    "chunk {i} stored size {} is out of bounds",
+                    c.stored_size
+                ));
             }
             if img.compression == Compression::None && c.stored_size != len {
-                return bad(format!("raw chunk {i} stored size {} != {len}", c.stored_size));
+                return bad(format!(
+                    "raw chunk {i} stored size {} != {len}",
+                    c.stored_size
+                ));
             }
             total = total.saturating_add(c.stored_size);
         }
@@ -327,7 +349,9 @@ impl Manifest {
             });
         }
         if let Some(t) = &self.targets {
-            let by_id = dev.device_id.is_some_and(|id| t.devices.iter().any(|d| d == id));
+            let by_id = dev
+                .device_id
+                .is_some_and(|id| t.devices.iter().any(|d| d == id));
             let by_group = t.groups.iter().any(|g| dev.groups.contains(g));
             if !by_id && !by_group {
                 return Err(ManifestError::NotTargeted);
@@ -396,9 +420,18 @@ mod tests {
                 sha256: h.clone(),
                 chunk_size: 4096,
                 chunks: vec![
-                    Chunk { sha256: h.clone(), stored_size: 100 },
-                    Chunk { sha256: h.clone(), stored_size: 100 },
-                    Chunk { sha256: h, stored_size: 50 },
+                    Chunk {
+                        sha256: h.clone(),
+                        stored_size: 100,
+                    },
+                    Chunk {
+                        sha256: h.clone(),
+                        stored_size: 100,
+                    },
+                    Chunk {
+                        sha256: h,
+                        stored_size: 50,
+                    },
                 ],
                 compression: Compression::Zstd,
                 payload_offset: 0,
@@ -433,17 +466,30 @@ mod tests {
     fn strict_json() {
         let json = String::from_utf8(sample().to_json()).unwrap();
         let unknown = json.replacen("{", "{\"foo\":1,", 1);
-        assert!(matches!(Manifest::from_json(unknown.as_bytes()), Err(ManifestError::Malformed(_))));
+        assert!(matches!(
+            Manifest::from_json(unknown.as_bytes()),
+            Err(ManifestError::Malformed(_))
+        ));
         let dup = json.replacen("{", "{\"version\":\"9.9.9\",", 1);
-        assert!(matches!(Manifest::from_json(dup.as_bytes()), Err(ManifestError::Malformed(_))));
-        assert!(matches!(Manifest::from_json(b"{"), Err(ManifestError::Malformed(_))));
+        assert!(matches!(
+            Manifest::from_json(dup.as_bytes()),
+            Err(ManifestError::Malformed(_))
+        ));
+        assert!(matches!(
+            Manifest::from_json(b"{"),
+            Err(ManifestError::Malformed(_))
+        ));
         let nested = json.replacen("\"stored_size\":100", "\"stored_size\":100,\"x\":0", 1);
-        assert!(matches!(Manifest::from_json(nested.as_bytes()), Err(ManifestError::Malformed(_))));
+        assert!(matches!(
+            Manifest::from_json(nested.as_bytes()),
+            Err(ManifestError::Malformed(_))
+        ));
     }
 
     #[test]
     fn inconsistencies() {
-        let cases: Vec<Box<dyn Fn(&mut Manifest)>> = vec![
+        type Mutation = Box<dyn Fn(&mut Manifest)>;
+        let cases: Vec<Mutation> = vec![
             Box::new(|m| m.version = "1.2".into()),
             Box::new(|m| m.created = "yesterday".into()),
             Box::new(|m| m.images[0].sha256 = "AB".repeat(32)),
@@ -465,7 +511,10 @@ mod tests {
             let mut m = sample();
             f(&mut m);
             assert!(
-                matches!(m.validate(), Err(ManifestError::Inconsistent(_)) | Err(ManifestError::Malformed(_))),
+                matches!(
+                    m.validate(),
+                    Err(ManifestError::Inconsistent(_)) | Err(ManifestError::Malformed(_))
+                ),
                 "case {i}: {:?}",
                 m.validate()
             );
@@ -483,29 +532,53 @@ mod tests {
 
         let mut f = facts(&none, &none);
         f.compatible = "other";
-        assert!(matches!(m.check_for_device(&f), Err(ManifestError::WrongCompatible { .. })));
+        assert!(matches!(
+            m.check_for_device(&f),
+            Err(ManifestError::WrongCompatible { .. })
+        ));
 
         let mut f = facts(&none, &none);
         f.now = datetime!(2027-01-01 0:00 UTC);
-        assert!(matches!(m.check_for_device(&f), Err(ManifestError::Expired { .. })));
+        assert!(matches!(
+            m.check_for_device(&f),
+            Err(ManifestError::Expired { .. })
+        ));
 
         let mut f = facts(&none, &none);
         f.floor = 6;
-        assert_eq!(m.check_for_device(&f), Err(ManifestError::BelowFloor { found: 5, floor: 6 }));
+        assert_eq!(
+            m.check_for_device(&f),
+            Err(ManifestError::BelowFloor { found: 5, floor: 6 })
+        );
 
         let deny = vec!["1.2.3".to_string()];
-        assert_eq!(m.check_for_device(&facts(&deny, &none)), Err(ManifestError::DenyListed("1.2.3".into())));
+        assert_eq!(
+            m.check_for_device(&facts(&deny, &none)),
+            Err(ManifestError::DenyListed("1.2.3".into()))
+        );
 
         let mut f = facts(&none, &none);
         f.slot_size = 9999;
-        assert!(matches!(m.check_for_device(&f), Err(ManifestError::TooLarge { .. })));
+        assert!(matches!(
+            m.check_for_device(&f),
+            Err(ManifestError::TooLarge { .. })
+        ));
 
         let mut t = sample();
-        t.targets = Some(Targets { devices: vec!["dev-2".into()], groups: vec!["canary".into()] });
-        assert_eq!(t.check_for_device(&facts(&none, &none)), Err(ManifestError::NotTargeted));
+        t.targets = Some(Targets {
+            devices: vec!["dev-2".into()],
+            groups: vec!["canary".into()],
+        });
+        assert_eq!(
+            t.check_for_device(&facts(&none, &none)),
+            Err(ManifestError::NotTargeted)
+        );
         let groups = vec!["canary".to_string()];
         t.check_for_device(&facts(&none, &groups)).unwrap();
-        t.targets = Some(Targets { devices: vec!["dev-1".into()], groups: vec![] });
+        t.targets = Some(Targets {
+            devices: vec!["dev-1".into()],
+            groups: vec![],
+        });
         t.check_for_device(&facts(&none, &none)).unwrap();
     }
 }

@@ -20,7 +20,9 @@ pub const DEFAULT_TRIES: u8 = 3;
 pub const VAR_BOOT_ORDER: &str = "BOOT_ORDER";
 
 /// One of the two root filesystem slots (serialised as `"A"` / `"B"`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub enum Slot {
     /// Slot A (bootname `A`).
     A,
@@ -303,7 +305,10 @@ mod tests {
         assert_eq!(Slot::A.left_var(), "BOOT_A_LEFT");
         assert_eq!(Slot::B.left_var(), "BOOT_B_LEFT");
         assert_eq!("B".parse::<Slot>(), Ok(Slot::B));
-        assert!(matches!("b".parse::<Slot>(), Err(SlotError::UnknownSlot(_))));
+        assert!(matches!(
+            "b".parse::<Slot>(),
+            Err(SlotError::UnknownSlot(_))
+        ));
     }
 
     #[test]
@@ -335,7 +340,12 @@ mod tests {
     fn defaults_match_boot_script() {
         assert_eq!(from(&[]).unwrap(), state(&[Slot::A, Slot::B], 3, 3));
         assert_eq!(
-            from(&[("BOOT_ORDER", "B A"), ("BOOT_A_LEFT", "0"), ("BOOT_B_LEFT", "2")]).unwrap(),
+            from(&[
+                ("BOOT_ORDER", "B A"),
+                ("BOOT_A_LEFT", "0"),
+                ("BOOT_B_LEFT", "2")
+            ])
+            .unwrap(),
             state(&[Slot::B, Slot::A], 0, 2)
         );
         assert_eq!(
@@ -362,11 +372,17 @@ mod tests {
         ));
         assert!(matches!(
             from(&[("BOOT_A_LEFT", "-1")]),
-            Err(SlotError::InvalidTries { var: "BOOT_A_LEFT", .. })
+            Err(SlotError::InvalidTries {
+                var: "BOOT_A_LEFT",
+                ..
+            })
         ));
         assert!(matches!(
             from(&[("BOOT_B_LEFT", "x")]),
-            Err(SlotError::InvalidTries { var: "BOOT_B_LEFT", .. })
+            Err(SlotError::InvalidTries {
+                var: "BOOT_B_LEFT",
+                ..
+            })
         ));
         assert!(matches!(
             from(&[("BOOT_B_LEFT", "256")]),
@@ -414,7 +430,8 @@ mod tests {
     #[test]
     fn select_boot_every_cell() {
         // (order, a, b) -> (choice, a', b')
-        let cases: &[(&[Slot], u8, u8, BootChoice, u8, u8)] = &[
+        type Cell<'a> = (&'a [Slot], u8, u8, BootChoice, u8, u8);
+        let cases: &[Cell] = &[
             (&[Slot::A, Slot::B], 3, 3, boot(Slot::A, 2), 2, 3),
             (&[Slot::A, Slot::B], 1, 3, boot(Slot::A, 0), 0, 3),
             (&[Slot::A, Slot::B], 0, 3, boot(Slot::B, 2), 0, 2),

@@ -142,7 +142,9 @@ pub struct StateStore {
 impl StateStore {
     /// A store in `data_dir` (created on first save).
     pub fn new(data_dir: &Path) -> StateStore {
-        StateStore { dir: data_dir.into() }
+        StateStore {
+            dir: data_dir.into(),
+        }
     }
 
     /// Path of the state file.
@@ -159,7 +161,13 @@ impl StateStore {
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(State::default()),
-            Err(source) => return Err(StateError::Io { op: "read", path, source }),
+            Err(source) => {
+                return Err(StateError::Io {
+                    op: "read",
+                    path,
+                    source,
+                })
+            }
         };
         let state: State = serde_json::from_slice(&bytes).map_err(|e| StateError::Corrupt {
             path: path.clone(),
@@ -209,14 +217,16 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let store = StateStore::new(&d.path().join("sub"));
         assert_eq!(store.load().unwrap(), State::default());
-        let mut s = State::default();
-        s.floor = 9;
-        s.failed_versions.push("2.0.0".into());
-        s.pending = Some(Pending {
-            slot: Slot::B,
-            version: "2.0.0".into(),
-            security_version: 9,
-        });
+        let s = State {
+            floor: 9,
+            failed_versions: vec!["2.0.0".into()],
+            pending: Some(Pending {
+                slot: Slot::B,
+                version: "2.0.0".into(),
+                security_version: 9,
+            }),
+            ..State::default()
+        };
         store.save(&s).unwrap();
         assert_eq!(store.load().unwrap(), s);
         // No temporary file is left behind.

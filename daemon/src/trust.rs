@@ -316,7 +316,9 @@ impl TrustPolicy {
     /// a threshold above the number of distinct keys, or a duplicate role name.
     pub fn new(roles: Vec<Role>) -> Result<TrustPolicy, TrustError> {
         if roles.is_empty() {
-            return Err(TrustError::InvalidPolicy("no trust roles configured".into()));
+            return Err(TrustError::InvalidPolicy(
+                "no trust roles configured".into(),
+            ));
         }
         for (i, role) in roles.iter().enumerate() {
             if roles[..i].iter().any(|r| r.name == role.name) {
@@ -362,7 +364,11 @@ impl TrustPolicy {
     /// Errors: [`TrustError::WrongPayloadType`], [`TrustError::TooManySignatures`],
     /// [`TrustError::MalformedEnvelope`], [`TrustError::ThresholdNotMet`]
     /// (the first role not satisfied).
-    pub fn verify(&self, envelope: &Envelope, expected_type: &'static str) -> Result<Vec<u8>, TrustError> {
+    pub fn verify(
+        &self,
+        envelope: &Envelope,
+        expected_type: &'static str,
+    ) -> Result<Vec<u8>, TrustError> {
         if envelope.payload_type != expected_type {
             return Err(TrustError::WrongPayloadType {
                 found: envelope.payload_type.clone(),
@@ -440,17 +446,31 @@ mod tests {
     fn single_role_threshold_one() {
         let k = key(1);
         let env = Envelope::sign(T, b"{}", &[&k]);
-        assert_eq!(policy(&[("release", 1, &[&k])]).verify(&env, T).unwrap(), b"{}");
+        assert_eq!(
+            policy(&[("release", 1, &[&k])]).verify(&env, T).unwrap(),
+            b"{}"
+        );
     }
 
     #[test]
     fn same_key_twice_counts_once() {
         let (k1, k2) = (key(1), key(2));
         let env = Envelope::sign(T, b"x", &[&k1, &k1]);
-        let err = policy(&[("release", 2, &[&k1, &k2])]).verify(&env, T).unwrap_err();
-        assert!(matches!(err, TrustError::ThresholdNotMet { found: 1, threshold: 2, .. }));
+        let err = policy(&[("release", 2, &[&k1, &k2])])
+            .verify(&env, T)
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            TrustError::ThresholdNotMet {
+                found: 1,
+                threshold: 2,
+                ..
+            }
+        ));
         let env = Envelope::sign(T, b"x", &[&k1, &k2]);
-        policy(&[("release", 2, &[&k1, &k2])]).verify(&env, T).unwrap();
+        policy(&[("release", 2, &[&k1, &k2])])
+            .verify(&env, T)
+            .unwrap();
     }
 
     #[test]
@@ -494,19 +514,34 @@ mod tests {
         let k = key(1);
         let p = policy(&[("release", 1, &[&k])]);
         let env = Envelope::sign("text/plain", b"x", &[&k]);
-        assert!(matches!(p.verify(&env, T), Err(TrustError::WrongPayloadType { .. })));
+        assert!(matches!(
+            p.verify(&env, T),
+            Err(TrustError::WrongPayloadType { .. })
+        ));
         let mut env = Envelope::sign(T, b"x", &[&k]);
         env.payload = B64.encode(b"y");
-        assert!(matches!(p.verify(&env, T), Err(TrustError::ThresholdNotMet { .. })));
+        assert!(matches!(
+            p.verify(&env, T),
+            Err(TrustError::ThresholdNotMet { .. })
+        ));
         let mut env = Envelope::sign(T, b"x", &[&k]);
         env.payload = "!!".into();
-        assert!(matches!(p.verify(&env, T), Err(TrustError::MalformedEnvelope(_))));
+        assert!(matches!(
+            p.verify(&env, T),
+            Err(TrustError::MalformedEnvelope(_))
+        ));
         let mut env = Envelope::sign(T, b"x", &[&k]);
         env.signatures[0].sig = "not base64".into();
-        assert!(matches!(p.verify(&env, T), Err(TrustError::ThresholdNotMet { .. })));
+        assert!(matches!(
+            p.verify(&env, T),
+            Err(TrustError::ThresholdNotMet { .. })
+        ));
         let mut env = Envelope::sign(T, b"x", &[&k]);
         env.signatures = vec![env.signatures[0].clone(); MAX_SIGNATURES + 1];
-        assert!(matches!(p.verify(&env, T), Err(TrustError::TooManySignatures(_))));
+        assert!(matches!(
+            p.verify(&env, T),
+            Err(TrustError::TooManySignatures(_))
+        ));
     }
 
     #[test]
@@ -515,9 +550,15 @@ mod tests {
         let json = String::from_utf8(env.to_json()).unwrap();
         assert_eq!(Envelope::from_json(json.as_bytes()).unwrap(), env);
         let extra = json.replacen('{', "{\"extra\":1,", 1);
-        assert!(matches!(Envelope::from_json(extra.as_bytes()), Err(TrustError::MalformedEnvelope(_))));
+        assert!(matches!(
+            Envelope::from_json(extra.as_bytes()),
+            Err(TrustError::MalformedEnvelope(_))
+        ));
         let dup = json.replacen('{', "{\"payload\":\"eA==\",", 1);
-        assert!(matches!(Envelope::from_json(dup.as_bytes()), Err(TrustError::MalformedEnvelope(_))));
+        assert!(matches!(
+            Envelope::from_json(dup.as_bytes()),
+            Err(TrustError::MalformedEnvelope(_))
+        ));
     }
 
     #[test]
@@ -531,7 +572,9 @@ mod tests {
         };
         assert!(TrustPolicy::new(vec![role(0, vec![k.public()])]).is_err());
         assert!(TrustPolicy::new(vec![role(2, vec![k.public(), k.public()])]).is_err());
-        assert!(TrustPolicy::new(vec![role(1, vec![k.public()]), role(1, vec![k.public()])]).is_err());
+        assert!(
+            TrustPolicy::new(vec![role(1, vec![k.public()]), role(1, vec![k.public()])]).is_err()
+        );
     }
 
     #[test]

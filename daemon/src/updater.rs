@@ -192,8 +192,10 @@ impl Updater {
     }
 
     fn write_env(&mut self, updates: &[(&'static str, String)]) -> Result<(), UpdateError> {
-        let pairs: Vec<(&str, Option<&str>)> =
-            updates.iter().map(|(k, v)| (*k, Some(v.as_str()))).collect();
+        let pairs: Vec<(&str, Option<&str>)> = updates
+            .iter()
+            .map(|(k, v)| (*k, Some(v.as_str())))
+            .collect();
         self.env.write_vars(&pairs)?;
         Ok(())
     }
@@ -295,7 +297,10 @@ impl Updater {
         state.last_result = Some(LastResult {
             kind: "installed".into(),
             version: Some(m.version.clone()),
-            message: format!("installed {} into slot {target}; reboot to try it", m.version),
+            message: format!(
+                "installed {} into slot {target}; reboot to try it",
+                m.version
+            ),
             at: format_time(now),
         });
         self.store.save(&state)?;
@@ -385,7 +390,11 @@ impl Updater {
 
     /// Marks `slot` (default: the running one) bad: no tries left, so U-Boot
     /// skips it. If it held the pending install, that version is deny-listed.
-    pub fn mark_bad(&mut self, slot: Option<Slot>, now: OffsetDateTime) -> Result<MarkReport, UpdateError> {
+    pub fn mark_bad(
+        &mut self,
+        slot: Option<Slot>,
+        now: OffsetDateTime,
+    ) -> Result<MarkReport, UpdateError> {
         let booted = self.booted_slot()?;
         let slot = slot.unwrap_or(booted);
         let mut state = self.store.load()?;

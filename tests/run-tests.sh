@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs every seesaw test, exactly what CI runs: installs the real tools the
+# tests use, checks formatting and lints, runs the simulated-board update
+# cycle, then the unit and integration tests (including the boot scripts in
+# U-Boot under QEMU).
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo"
+
+bash tests/test-packages.sh
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+echo "== simulated board: full update cycle"
+bash tests/simulated-board.sh "$repo/work/ci-simulated-board"
+echo "== cargo test"
+cargo test --workspace 2>&1

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the seesaw tests use (real tools, never fakes):
+#   libubootenv-tool  fw_printenv / fw_setenv: U-Boot environment compatibility
+#   u-boot-tools      mkimage / dumpimage: compiling the boot scripts
+#   e2fsprogs         mkfs.ext4 -d: real root filesystem images
+#   zstd, openssl     reference tools for bundles, keys and benchmarks
+# and, through qemu-packages.sh, QEMU and U-Boot for the boot script tests.
+# Safe to run again.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+export DEBIAN_FRONTEND=noninteractive
+
+packages=(libubootenv-tool u-boot-tools e2fsprogs zstd openssl ca-certificates)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    $SUDO apt-get update
+    $SUDO apt-get install -y --no-install-recommends "${missing[@]}"
+fi
+bash "$here/qemu-packages.sh"
