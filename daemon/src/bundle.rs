@@ -413,7 +413,8 @@ impl RawBundle {
             // Either garbage or a bundle cut within its header.
             let mut start = vec![0u8; file_len as usize];
             file.read_exact(&mut start).map_err(io("read", path))?;
-            if MAGIC.starts_with(&start) && !start.is_empty() {
+            let n = start.len().min(MAGIC.len());
+            if n > 0 && start[..n] == MAGIC[..n] {
                 return Err(BundleError::Truncated {
                     path: path.into(),
                     expected: HEADER_LEN,
