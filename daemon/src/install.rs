@@ -1,6 +1,6 @@
 //! The install pipeline: stored chunks → decompress → hash → compare with the
-//! manifest → write at their offset in the inactive slot → flush → read the
-//! whole slot region back from the device and compare with the image SHA-256.
+//! manifest → write at their offset in the inactive slot → read back from the
+//! device and hash the whole image → flush → compare with the image SHA-256.
 //!
 //! Owns the order of writes and what is proven before the environment may be
 //! flipped; does not decide policy (that is [`crate::manifest`] and
@@ -9,21 +9,25 @@
 //! Guarantees:
 //! - A chunk whose bytes do not hash to the manifest's digest is never written.
 //! - Memory is bounded by a few chunks per worker thread, whatever the image size.
+//! - Every byte of the slot region is read back from the device and the
+//!   SHA-256 of what was read must equal the manifest's image SHA-256. The
+//!   read-back bypasses the page cache (`O_DIRECT`, which also makes the
+//!   kernel write the range out before reading it), so it proves what the
+//!   storage returns, not what the kernel remembers. It runs behind the
+//!   writers, chunk by chunk in image order, so it costs little extra time.
 //! - The slot's first 4 KiB (where file system superblocks and partition
-//!   headers live) are zeroed before anything else is written and its first
-//!   chunk is written last, so an interrupted install leaves a slot that
-//!   neither mounts nor matches the old record (see [`slot_holds_image`]).
-//! - Success means every byte of the slot region was read back from the
-//!   device (its page cache dropped after `fdatasync`) and hashed to the
-//!   manifest's image SHA-256.
+//!   headers live) are zeroed before anything else is written and again if
+//!   the install fails, so a failed install leaves a slot that neither mounts
+//!   nor matches its old record (see [`slot_holds_image`]).
+//! - `fdatasync` makes everything durable before success is returned.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom};
-use std::os::unix::fs::FileExt;
-use std::os::unix::io::AsRawFd;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
@@ -31,8 +35,10 @@ use crate::manifest::{Compression, Image};
 
 /// Bytes zeroed at the start of the slot before writing.
 pub const HEADER_WIPE: u64 = 4096;
-/// Read size of the read-back pass, bytes.
-const READBACK_BUF: usize = 4 * 1024 * 1024;
+/// Alignment of buffers, offsets and lengths for direct I/O, bytes.
+pub const IO_ALIGN: usize = 4096;
+/// Chunks the read-back may read ahead of the hashing.
+const READ_AHEAD: usize = 2;
 
 /// Errors of the install pipeline.
 #[derive(Debug, thiserror::Error)]
@@ -151,23 +157,26 @@ impl PayloadSource for FileSource<'_> {
 pub trait SlotDevice: Sync {
     /// Size in bytes.
     fn size(&self) -> u64;
-    /// Writes all of `buf` at `offset`.
+    /// Writes all of `buf` at `offset`. Callers pass [`IO_ALIGN`]-aligned
+    /// buffers and offsets so the implementation may bypass the page cache.
     fn write_at(&self, offset: u64, buf: &[u8]) -> std::io::Result<()>;
-    /// Reads exactly `buf.len()` bytes at `offset`.
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()>;
-    /// Starts write-back of a range without waiting (a hint).
-    fn start_writeback(&self, _offset: u64, _len: u64) {}
+    /// Reads `len` bytes at `offset` into the start of `buf` from the device
+    /// itself where possible (not from a cache). `buf` is aligned and at
+    /// least `len` rounded up to [`IO_ALIGN`]. Errors if fewer bytes exist.
+    fn read_back(&self, offset: u64, len: usize, buf: &mut [u8]) -> std::io::Result<()>;
     /// Makes every written byte durable (fdatasync).
     fn flush(&self) -> std::io::Result<()>;
-    /// Drops cached pages of `[0, len)` so reads come from the device (a hint).
-    fn drop_cache(&self, _len: u64) {}
     /// Path for messages.
     fn path(&self) -> &Path;
 }
 
-/// A slot on a block device or plain file, opened read-write without truncation.
+/// A slot on a block device or plain file, opened read-write without
+/// truncation; uses `O_DIRECT` where the file system supports it and falls
+/// back to buffered I/O where it does not (e.g. tmpfs).
 pub struct FileSlot {
     file: File,
+    direct: Option<File>,
+    direct_ok: AtomicBool,
     path: PathBuf,
     size: u64,
 }
@@ -188,11 +197,40 @@ impl FileSlot {
             .open(path)
             .map_err(err)?;
         let size = file.seek(SeekFrom::End(0)).map_err(err)?;
+        let direct = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(path)
+            .ok();
         Ok(FileSlot {
+            direct_ok: AtomicBool::new(direct.is_some()),
             file,
+            direct,
             path: path.into(),
             size,
         })
+    }
+
+    /// The direct-I/O handle, if usable for this request.
+    fn direct_for(&self, offset: u64, ptr: *const u8, len: usize) -> Option<&File> {
+        let aligned =
+            offset % IO_ALIGN as u64 == 0 && (ptr as usize) % IO_ALIGN == 0 && len % IO_ALIGN == 0;
+        if aligned && self.direct_ok.load(Ordering::Relaxed) {
+            self.direct.as_ref()
+        } else {
+            None
+        }
+    }
+
+    /// Direct I/O refused with EINVAL: the file system does not support it.
+    fn give_up_direct(&self, e: &std::io::Error) -> bool {
+        if e.raw_os_error() == Some(libc::EINVAL) {
+            self.direct_ok.store(false, Ordering::Relaxed);
+            true
+        } else {
+            false
+        }
     }
 }
 
@@ -205,41 +243,91 @@ impl SlotDevice for FileSlot {
     fn size(&self) -> u64 {
         self.size
     }
+
     fn write_at(&self, offset: u64, buf: &[u8]) -> std::io::Result<()> {
+        if let Some(direct) = self.direct_for(offset, buf.as_ptr(), buf.len()) {
+            match direct.write_all_at(buf, offset) {
+                Err(e) if self.give_up_direct(&e) => {}
+                other => return other,
+            }
+        }
         self.file.write_all_at(buf, offset)
     }
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
-        self.file.read_exact_at(buf, offset)
-    }
-    fn start_writeback(&self, offset: u64, len: u64) {
-        // SAFETY: sync_file_range only reads its integer arguments; a bad fd
-        // or range returns an error, which is ignored because this is a hint.
+
+    fn read_back(&self, offset: u64, len: usize, buf: &mut [u8]) -> std::io::Result<()> {
+        let rounded = len.div_ceil(IO_ALIGN) * IO_ALIGN;
+        if rounded <= buf.len() {
+            if let Some(direct) = self.direct_for(offset, buf.as_ptr(), rounded) {
+                match read_full(direct, offset, &mut buf[..rounded], len) {
+                    Err(e) if self.give_up_direct(&e) => {}
+                    other => return other,
+                }
+            }
+        }
+        // Buffered fallback: write the range out and drop it from the cache
+        // first, so the read still comes from the device where the kernel
+        // allows it.
+        let fd = std::os::unix::io::AsRawFd::as_raw_fd(&self.file);
+        // SAFETY: integer arguments only; these are hints whose failure only
+        // means the read may be served from the cache.
         unsafe {
             libc::sync_file_range(
-                self.file.as_raw_fd(),
+                fd,
                 offset as libc::off64_t,
                 len as libc::off64_t,
-                libc::SYNC_FILE_RANGE_WRITE,
+                libc::SYNC_FILE_RANGE_WAIT_BEFORE
+                    | libc::SYNC_FILE_RANGE_WRITE
+                    | libc::SYNC_FILE_RANGE_WAIT_AFTER,
             );
-        }
-    }
-    fn flush(&self) -> std::io::Result<()> {
-        self.file.sync_data()
-    }
-    fn drop_cache(&self, len: u64) {
-        // SAFETY: as above, integer arguments only; failure only means the
-        // read-back may be served from the cache.
-        unsafe {
             libc::posix_fadvise(
-                self.file.as_raw_fd(),
-                0,
+                fd,
+                offset as libc::off_t,
                 len as libc::off_t,
                 libc::POSIX_FADV_DONTNEED,
             );
         }
+        self.file.read_exact_at(&mut buf[..len], offset)
     }
+
+    fn flush(&self) -> std::io::Result<()> {
+        self.file.sync_data()
+    }
+
     fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+/// Reads until `want` bytes are in `buf` (direct reads may return less than
+/// asked at the end of a file).
+fn read_full(f: &File, offset: u64, buf: &mut [u8], want: usize) -> std::io::Result<()> {
+    let mut got = 0;
+    while got < want {
+        let n = f.read_at(&mut buf[got..], offset + got as u64)?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        got += n;
+    }
+    Ok(())
+}
+
+/// A heap buffer whose usable part starts at an [`IO_ALIGN`] boundary.
+struct AlignedBuf {
+    raw: Vec<u8>,
+    start: usize,
+    len: usize,
+}
+
+impl AlignedBuf {
+    fn new(len: usize) -> AlignedBuf {
+        let len = len.div_ceil(IO_ALIGN) * IO_ALIGN;
+        let raw = vec![0u8; len + IO_ALIGN];
+        let start = raw.as_ptr().align_offset(IO_ALIGN);
+        AlignedBuf { raw, start, len }
+    }
+    fn as_mut(&mut self) -> &mut [u8] {
+        &mut self.raw[self.start..self.start + self.len]
     }
 }
 
@@ -249,7 +337,7 @@ pub trait Progress: Sync {
     fn update(&self, phase: Phase, done: u64, total: u64);
 }
 
-/// The phases of writing an image.
+/// The phases of writing an image (they run side by side).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
     /// Verifying and writing chunks.
@@ -264,13 +352,46 @@ impl Progress for NoProgress {
     fn update(&self, _: Phase, _: u64, _: u64) {}
 }
 
+/// Chunks finished by the writers, for the read-back to follow.
+struct Written {
+    done: Vec<AtomicBool>,
+    lock: Mutex<()>,
+    cond: Condvar,
+}
+
+impl Written {
+    fn mark(&self, i: usize) {
+        self.done[i].store(true, Ordering::SeqCst);
+        let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.cond.notify_all();
+    }
+
+    /// Waits until chunk `i` is written; false if `stop` was raised first.
+    fn wait(&self, i: usize, stop: &AtomicBool) -> bool {
+        loop {
+            if self.done[i].load(Ordering::SeqCst) {
+                return true;
+            }
+            if stop.load(Ordering::SeqCst) {
+                return false;
+            }
+            let g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+            if self.done[i].load(Ordering::SeqCst) {
+                return true;
+            }
+            let _ = self.cond.wait_timeout(g, Duration::from_millis(20));
+        }
+    }
+}
+
 /// Writes `image` from `source` (its first stored chunk at `payload_start`)
-/// into `target`, then reads it back; see the module documentation for the
+/// into `target` and reads it back; see the module documentation for the
 /// guarantees. `threads` workers (0 = one per core) verify and write chunks
-/// in parallel; `cancel` is checked before every chunk.
+/// in parallel while the calling thread reads them back in order;
+/// `cancel` is checked before every chunk.
 ///
-/// Errors: every [`InstallError`] variant; on error the target's content is
-/// undefined (its header is wiped) and nothing else was touched.
+/// Errors: every [`InstallError`] variant; on error the target's header is
+/// wiped (best effort) and nothing else was touched.
 pub fn write_image(
     source: &dyn PayloadSource,
     payload_start: u64,
@@ -287,6 +408,39 @@ pub fn write_image(
             slot: target.size(),
         });
     }
+    let wipe = || {
+        let mut zeros = AlignedBuf::new(HEADER_WIPE as usize);
+        target.write_at(0, zeros.as_mut())
+    };
+    wipe().map_err(|source| InstallError::WriteSlot {
+        path: target.path().into(),
+        offset: 0,
+        source,
+    })?;
+    let result = write_and_read_back(
+        source,
+        payload_start,
+        image,
+        target,
+        threads,
+        progress,
+        cancel,
+    );
+    if result.is_err() {
+        let _ = wipe().and_then(|_| target.flush());
+    }
+    result
+}
+
+fn write_and_read_back(
+    source: &dyn PayloadSource,
+    payload_start: u64,
+    image: &Image,
+    target: &dyn SlotDevice,
+    threads: usize,
+    progress: &dyn Progress,
+    cancel: &AtomicBool,
+) -> Result<(), InstallError> {
     let n = image.chunks.len();
     let mut offsets = Vec::with_capacity(n);
     let mut at = payload_start;
@@ -294,15 +448,6 @@ pub fn write_image(
         offsets.push(at);
         at += c.stored_size;
     }
-    let wipe = vec![0u8; HEADER_WIPE.min(image.size) as usize];
-    target
-        .write_at(0, &wipe)
-        .map_err(|source| InstallError::WriteSlot {
-            path: target.path().into(),
-            offset: 0,
-            source,
-        })?;
-
     let threads = if threads == 0 {
         std::thread::available_parallelism()
             .map(|n| n.get())
@@ -310,8 +455,13 @@ pub fn write_image(
     } else {
         threads
     };
+    let written = Written {
+        done: (0..n).map(|_| AtomicBool::new(false)).collect(),
+        lock: Mutex::new(()),
+        cond: Condvar::new(),
+    };
     let done = AtomicU64::new(0);
-    let next = AtomicUsize::new(1);
+    let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
     let first_error: Mutex<Option<InstallError>> = Mutex::new(None);
     let fail = |e: InstallError| {
@@ -319,9 +469,8 @@ pub fn write_image(
         let mut g = first_error.lock().unwrap_or_else(|p| p.into_inner());
         g.get_or_insert(e);
     };
-    // Chunk 0 is written last, after all others, by the calling thread.
-    std::thread::scope(|s| {
-        for _ in 0..threads.min(n.max(1)) {
+    let digest = std::thread::scope(|s| {
+        for _ in 0..threads.min(n) {
             s.spawn(|| {
                 let mut worker = ChunkWorker::new(image);
                 loop {
@@ -335,6 +484,7 @@ pub fn write_image(
                     }
                     match worker.install_chunk(source, offsets[i], i, target) {
                         Ok(len) => {
+                            written.mark(i);
                             let d = done.fetch_add(len, Ordering::SeqCst) + len;
                             progress.update(Phase::Write, d, image.size);
                         }
@@ -346,21 +496,57 @@ pub fn write_image(
                 }
             });
         }
+        // Read back behind the writers, in image order, hashing what the
+        // device returns. One thread reads while this one hashes, with a
+        // few buffers passed back and forth, so device latency and hashing
+        // overlap.
+        let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<(AlignedBuf, usize)>(READ_AHEAD);
+        let (empty_tx, empty_rx) = std::sync::mpsc::sync_channel::<AlignedBuf>(READ_AHEAD + 1);
+        for _ in 0..=READ_AHEAD {
+            let _ = empty_tx.send(AlignedBuf::new(image.chunk_size as usize));
+        }
+        let (written, failed, fail) = (&written, &failed, &fail);
+        s.spawn(move || {
+            for i in 0..n {
+                let Ok(mut buf) = empty_rx.recv() else { return };
+                if !written.wait(i, failed) {
+                    return;
+                }
+                let len = image.chunk_len(i) as usize;
+                if let Err(source) = target.read_back(image.chunk_offset(i), len, buf.as_mut()) {
+                    fail(InstallError::ReadBack {
+                        path: target.path().into(),
+                        source,
+                    });
+                    return;
+                }
+                if full_tx.send((buf, len)).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut hasher = Sha256::new();
+        let mut verified = 0u64;
+        for _ in 0..n {
+            // The reader stops sending on failure or cancellation.
+            let Ok((mut buf, len)) = full_rx.recv() else {
+                return None;
+            };
+            hasher.update(&buf.as_mut()[..len]);
+            verified += len as u64;
+            progress.update(Phase::Verify, verified, image.size);
+            let _ = empty_tx.send(buf);
+        }
+        Some(hex::encode(hasher.finalize()))
     });
     if let Some(e) = first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
         return Err(e);
     }
-    if cancel.load(Ordering::SeqCst) {
-        return Err(InstallError::Cancelled);
-    }
-    let len = ChunkWorker::new(image).install_chunk(source, offsets[0], 0, target)?;
-    progress.update(Phase::Write, done.load(Ordering::SeqCst) + len, image.size);
-
+    let actual = digest.ok_or(InstallError::Cancelled)?;
     target.flush().map_err(|source| InstallError::Flush {
         path: target.path().into(),
         source,
     })?;
-    let actual = hash_region(target, image.size, progress, cancel)?;
     if actual != image.sha256 {
         return Err(InstallError::ReadBackMismatch {
             path: target.path().into(),
@@ -375,7 +561,7 @@ pub fn write_image(
 struct ChunkWorker<'a> {
     image: &'a Image,
     stored: Vec<u8>,
-    data: Vec<u8>,
+    data: AlignedBuf,
     zstd: Option<zstd::bulk::Decompressor<'static>>,
 }
 
@@ -384,7 +570,7 @@ impl<'a> ChunkWorker<'a> {
         ChunkWorker {
             image,
             stored: Vec::new(),
-            data: Vec::new(),
+            data: AlignedBuf::new(image.chunk_size as usize),
             zstd: None,
         }
     }
@@ -399,7 +585,7 @@ impl<'a> ChunkWorker<'a> {
     ) -> Result<u64, InstallError> {
         let img = self.image;
         let chunk = &img.chunks[i];
-        let len = img.chunk_len(i);
+        let len = img.chunk_len(i) as usize;
         let offset = img.chunk_offset(i);
         // stored_size is bounded by Manifest::validate (about one chunk).
         self.stored.resize(chunk.stored_size as usize, 0);
@@ -410,87 +596,50 @@ impl<'a> ChunkWorker<'a> {
                 source_name: source.name(),
                 source: e,
             })?;
-        let data: &[u8] = match img.compression {
-            Compression::None => &self.stored,
+        let out = self.data.as_mut();
+        match img.compression {
+            Compression::None => out[..len].copy_from_slice(&self.stored),
             Compression::Zstd => {
+                let corrupt = |reason: String| InstallError::Decompress { index: i, reason };
                 if self.zstd.is_none() {
-                    self.zstd = Some(zstd::bulk::Decompressor::new().map_err(|e| {
-                        InstallError::Decompress {
-                            index: i,
-                            reason: e.to_string(),
-                        }
-                    })?);
+                    self.zstd =
+                        Some(zstd::bulk::Decompressor::new().map_err(|e| corrupt(e.to_string()))?);
                 }
-                let dec = self.zstd.as_mut().ok_or(InstallError::Decompress {
-                    index: i,
-                    reason: "no decoder".into(),
-                })?;
-                self.data.clear();
-                self.data.reserve_exact(len as usize);
+                let dec = self
+                    .zstd
+                    .as_mut()
+                    .ok_or_else(|| corrupt("no decoder".into()))?;
+                // Decoding into exactly `len` bytes: a frame that would
+                // produce more fails here instead of overrunning.
                 let got = dec
-                    .decompress_to_buffer(&self.stored[..], &mut self.data)
-                    .map_err(|e| InstallError::Decompress {
-                        index: i,
-                        reason: e.to_string(),
-                    })?;
-                if got as u64 != len {
-                    return Err(InstallError::Decompress {
-                        index: i,
-                        reason: format!("decoded {got} bytes, the manifest says {len}"),
-                    });
+                    .decompress_to_buffer(&self.stored[..], &mut out[..len])
+                    .map_err(|e| corrupt(e.to_string()))?;
+                if got != len {
+                    return Err(corrupt(format!(
+                        "decoded {got} bytes, the manifest says {len}"
+                    )));
                 }
-                &self.data
             }
-        };
-        let digest = Sha256::digest(data);
-        if !hex_eq(&digest, &chunk.sha256) {
+        }
+        if !hex_eq(&Sha256::digest(&out[..len]), &chunk.sha256) {
             return Err(InstallError::ChunkHash { index: i, offset });
         }
+        // Direct I/O needs whole 4 KiB blocks: a short last chunk is written
+        // as it is, through the page cache.
         target
-            .write_at(offset, data)
+            .write_at(offset, &out[..len])
             .map_err(|source| InstallError::WriteSlot {
                 path: target.path().into(),
                 offset,
                 source,
             })?;
-        target.start_writeback(offset, len);
-        Ok(len)
+        Ok(len as u64)
     }
 }
 
 fn hex_eq(digest: &[u8], hex_str: &str) -> bool {
     let mut buf = [0u8; 32];
     hex::decode_to_slice(hex_str, &mut buf).is_ok() && digest == buf
-}
-
-/// SHA-256 (lowercase hex) of the first `len` bytes of `target`, read from
-/// the device after dropping its cached pages.
-pub fn hash_region(
-    target: &dyn SlotDevice,
-    len: u64,
-    progress: &dyn Progress,
-    cancel: &AtomicBool,
-) -> Result<String, InstallError> {
-    target.drop_cache(len);
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; READBACK_BUF.min(len as usize)];
-    let mut off = 0u64;
-    while off < len {
-        if cancel.load(Ordering::SeqCst) {
-            return Err(InstallError::Cancelled);
-        }
-        let n = (len - off).min(buf.len() as u64) as usize;
-        target
-            .read_at(off, &mut buf[..n])
-            .map_err(|source| InstallError::ReadBack {
-                path: target.path().into(),
-                source,
-            })?;
-        hasher.update(&buf[..n]);
-        off += n as u64;
-        progress.update(Phase::Verify, off, len);
-    }
-    Ok(hex::encode(hasher.finalize()))
 }
 
 /// Whether `device` still begins with the first chunk of `image`: a cheap

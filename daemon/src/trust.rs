@@ -172,12 +172,17 @@ impl PrivateKey {
         }
     }
 
-    /// The key as PKCS#8 v1 PEM, the form `openssl genpkey` writes.
+    /// The key as PKCS#8 v1 PEM (RFC 5208, private key only), the form
+    /// `openssl genpkey` writes and every OpenSSL 3 reads (the v2 form of
+    /// RFC 5958, with the public key, is only read by OpenSSL 3.5 and later).
     pub fn to_pem(&self) -> Result<String, TrustError> {
-        self.key
-            .to_pkcs8_pem(Default::default())
-            .map(|s| s.to_string())
-            .map_err(|e| TrustError::EncodeKey(e.to_string()))
+        ed25519_dalek::pkcs8::KeypairBytes {
+            secret_key: self.key.to_bytes(),
+            public_key: None,
+        }
+        .to_pkcs8_pem(Default::default())
+        .map(|s| s.to_string())
+        .map_err(|e| TrustError::EncodeKey(e.to_string()))
     }
 
     /// The matching public key.

@@ -33,7 +33,6 @@ struct Board {
     dir: tempfile::TempDir,
     release: PrivateKey,
     release2: PrivateKey,
-    fleet: PrivateKey,
     stranger: PrivateKey,
     image: PathBuf,
 }
@@ -131,7 +130,6 @@ impl Board {
             dir,
             release,
             release2,
-            fleet,
             stranger,
             image,
         };
