@@ -23,16 +23,14 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 now() { date +%s.%N; }
 secs() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
 
-need() {
-    local missing=()
-    for tool in "$@"; do command -v "$tool" >/dev/null || missing+=("$tool"); done
-    if ((${#missing[@]})); then
-        echo "missing tools: ${missing[*]}" >&2
-        echo "install them with: apt-get install -y libubootenv-tool e2fsprogs zstd openssl" >&2
-        exit 1
-    fi
-}
-need cargo mkfs.ext4 fw_printenv fw_setenv openssl dd
+command -v cargo >/dev/null || { echo "cargo not found: install Rust (rustup) first" >&2; exit 1; }
+if ! command -v fw_printenv >/dev/null || ! command -v mkfs.ext4 >/dev/null || ! command -v openssl >/dev/null; then
+    step "Install the tools the board uses (libubootenv-tool, e2fsprogs, openssl)"
+    if [ "$(id -u)" -ne 0 ]; then sudo=sudo; else sudo=; fi
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+        libubootenv-tool e2fsprogs openssl >/dev/null
+fi
 
 step "Build seesaw (release)"
 t=$(now)
