@@ -1,0 +1,233 @@
+//! The simulated board shared by the integration tests: real files, a real
+//! ext4 image made with `mkfs.ext4 -d`, a redundant U-Boot environment, a
+//! kernel command line file and a data directory with a state file.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::AtomicBool;
+
+use seesaw::bundle::{self, CreateOptions, RawBundle, MAGIC};
+use seesaw::config::Config;
+use seesaw::install::NoProgress;
+use seesaw::manifest::Manifest;
+use seesaw::state::{State, StateStore};
+use seesaw::trust::{Envelope, PrivateKey};
+use seesaw::uboot_env::{EnvBlock, EnvLayout, UbootEnv};
+use seesaw::updater::{InstallOptions, UpdateError, Updater};
+use time::macros::datetime;
+use time::OffsetDateTime;
+
+pub const IMAGE_MIB: u64 = 4;
+pub const CHUNK: u64 = 64 * 1024;
+pub const NOW: OffsetDateTime = datetime!(2026-11-21 12:00 UTC);
+
+/// A board in a temporary directory.
+pub struct Board {
+    pub dir: tempfile::TempDir,
+    pub release: PrivateKey,
+    pub release2: PrivateKey,
+    pub stranger: PrivateKey,
+    pub image: PathBuf,
+}
+
+fn run(cmd: &mut Command) {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?} ({e}); apt-get install e2fsprogs"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Board {
+    pub fn new() -> Board {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        // A real ext4 root filesystem from a real directory tree.
+        let tree = d.join("tree");
+        std::fs::create_dir_all(tree.join("etc")).unwrap();
+        std::fs::create_dir_all(tree.join("usr/bin")).unwrap();
+        std::fs::write(tree.join("etc/seesaw-release"), "VERSION=2.0.0\n").unwrap();
+        let mut noise = Vec::new();
+        for i in 0u32..300_000 {
+            noise.extend_from_slice(&i.wrapping_mul(2654435761).to_le_bytes());
+        }
+        std::fs::write(tree.join("usr/bin/tool"), &noise).unwrap();
+        let image = d.join("rootfs.ext4");
+        run(Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-b", "4096", "-d"])
+            .arg(&tree)
+            .arg(&image)
+            .arg(format!("{IMAGE_MIB}M")));
+
+        // Slot A runs an older image; slot B is empty; both sized like partitions.
+        let mut slot_a = vec![0u8; 8 << 20];
+        for (i, b) in slot_a.iter_mut().enumerate() {
+            *b = (i % 251) as u8;
+        }
+        std::fs::write(d.join("slot-a.img"), &slot_a).unwrap();
+        std::fs::write(d.join("slot-b.img"), vec![0u8; 8 << 20]).unwrap();
+        std::fs::write(d.join("slot-small.img"), vec![0u8; 2 << 20]).unwrap();
+
+        // Redundant environment, two copies in one file.
+        let vars = [
+            ("bootcmd", "run distro_bootcmd"),
+            ("BOOT_ORDER", "A B"),
+            ("BOOT_A_LEFT", "3"),
+            ("BOOT_B_LEFT", "0"),
+        ];
+        let mut env = EnvBlock::from_vars(EnvLayout::Redundant, 0x4000, 1, &vars)
+            .unwrap()
+            .as_bytes()
+            .to_vec();
+        env.extend_from_slice(&vec![0u8; 0x4000]);
+        std::fs::write(d.join("uboot.env"), env).unwrap();
+        std::fs::write(
+            d.join("fw_env.config"),
+            format!(
+                "{0} 0x0 0x4000\n{0} 0x4000 0x4000\n",
+                d.join("uboot.env").display()
+            ),
+        )
+        .unwrap();
+        std::fs::write(d.join("cmdline"), "console=ttyS0 seesaw.slot=A\n").unwrap();
+
+        let keys = d.join("keys");
+        std::fs::create_dir_all(&keys).unwrap();
+        let release = PrivateKey::from_seed(&[1; 32]);
+        let release2 = PrivateKey::from_seed(&[2; 32]);
+        let fleet = PrivateKey::from_seed(&[3; 32]);
+        let stranger = PrivateKey::from_seed(&[4; 32]);
+        for (name, k) in [
+            ("release", &release),
+            ("release2", &release2),
+            ("fleet", &fleet),
+        ] {
+            std::fs::write(
+                keys.join(format!("{name}.pub")),
+                k.public().to_pem().unwrap(),
+            )
+            .unwrap();
+        }
+        // Persisted state with a floor and a deny-listed version.
+        StateStore::new(&d.join("data"))
+            .save(&State {
+                floor: 3,
+                failed_versions: vec!["6.6.6".into()],
+                ..State::default()
+            })
+            .unwrap();
+        let board = Board {
+            dir,
+            release,
+            release2,
+            stranger,
+            image,
+        };
+        board.write_config("seesaw.toml", "slot-b.img", &[("release", 1, &["release"])]);
+        board
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn write_config(
+        &self,
+        name: &str,
+        slot_b: &str,
+        roles: &[(&str, usize, &[&str])],
+    ) -> PathBuf {
+        let mut text = format!(
+            "compatible = \"test-board\"\ndata_dir = \"data\"\ncmdline = \"cmdline\"\n\
+             fw_env_config = \"fw_env.config\"\ndevice_id = \"dev-1\"\n\
+             [slots.A]\ndevice = \"slot-a.img\"\n[slots.B]\ndevice = \"{slot_b}\"\n"
+        );
+        for (role, threshold, keys) in roles {
+            let keys: Vec<String> = keys.iter().map(|k| format!("\"keys/{k}.pub\"")).collect();
+            text += &format!(
+                "[[trust.roles]]\nname = \"{role}\"\nthreshold = {threshold}\nkeys = [{}]\n",
+                keys.join(", ")
+            );
+        }
+        let p = self.path(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    pub fn create(
+        &self,
+        name: &str,
+        version: &str,
+        security_version: u64,
+        compatible: &str,
+    ) -> PathBuf {
+        let out = self.path(name);
+        bundle::create(
+            &self.image,
+            &[PrivateKey::from_seed(&[1; 32])],
+            &CreateOptions {
+                compatible: compatible.into(),
+                version: version.into(),
+                security_version,
+                created: NOW,
+                expires: Some(datetime!(2027-11-21 12:00 UTC)),
+                chunk_size: CHUNK,
+                zstd_level: 3,
+                threads: 2,
+            },
+            &out,
+        )
+        .unwrap();
+        out
+    }
+
+    /// Everything bad input must not change.
+    pub fn snapshot(&self) -> Vec<(String, Vec<u8>)> {
+        ["slot-a.img", "uboot.env", "data/state.json"]
+            .iter()
+            .map(|n| (n.to_string(), std::fs::read(self.path(n)).unwrap()))
+            .collect()
+    }
+
+    pub fn install(&self, config: &Path, bundle: &Path) -> Result<(), UpdateError> {
+        let cfg = Config::load(config).unwrap();
+        let env = UbootEnv::open(&cfg.fw_env_config)
+            .unwrap()
+            .with_lock_file(None);
+        let mut updater = Updater::with_env(cfg, config, Box::new(env));
+        updater
+            .install(
+                bundle,
+                &InstallOptions::default(),
+                &NoProgress,
+                &AtomicBool::new(false),
+                NOW,
+            )
+            .map(|_| ())
+    }
+}
+
+/// A good bundle's pieces: manifest and payload bytes.
+pub fn parts(path: &Path) -> (Manifest, Vec<u8>) {
+    let raw = RawBundle::open(path).unwrap();
+    let manifest = raw.unverified_manifest().unwrap();
+    let bytes = std::fs::read(path).unwrap();
+    (manifest, bytes[raw.payload_start as usize..].to_vec())
+}
+
+pub fn write_bundle(path: &Path, envelope_json: &[u8], payload: &[u8]) {
+    let mut out = Vec::new();
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&(envelope_json.len() as u64).to_le_bytes());
+    out.extend_from_slice(envelope_json);
+    out.extend_from_slice(payload);
+    std::fs::write(path, out).unwrap();
+}
+
+pub fn signed(payload_type: &str, manifest_json: &[u8], keys: &[&PrivateKey]) -> Vec<u8> {
+    Envelope::sign(payload_type, manifest_json, keys).to_json()
+}
