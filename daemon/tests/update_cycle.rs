@@ -4,17 +4,13 @@
 
 mod common;
 
-use std::path::Path;
-use std::sync::atomic::AtomicBool;
-
-use common::{Board, NOW};
+use common::{install_with as install, Board, NOW};
 use seesaw::config::Config;
-use seesaw::install::NoProgress;
 use seesaw::manifest::ManifestError;
 use seesaw::slot::{BootChoice, BootState, Slot};
 use seesaw::state::StateStore;
 use seesaw::uboot_env::{BootEnv, EnvError, UbootEnv};
-use seesaw::updater::{InstallOptions, UpdateError, Updater};
+use seesaw::updater::{UpdateError, Updater};
 
 fn env(b: &Board) -> UbootEnv {
     UbootEnv::open(&b.path("fw_env.config"))
@@ -49,17 +45,6 @@ fn reboot(b: &Board) -> BootChoice {
         std::fs::write(b.path("cmdline"), format!("seesaw.slot={slot}\n")).unwrap();
     }
     choice
-}
-
-fn install(u: &mut Updater, bundle: &Path) -> Result<(), UpdateError> {
-    u.install(
-        bundle,
-        &InstallOptions::default(),
-        &NoProgress,
-        &AtomicBool::new(false),
-        NOW,
-    )
-    .map(|_| ())
 }
 
 #[test]

@@ -198,17 +198,21 @@ impl Board {
         let env = UbootEnv::open(&cfg.fw_env_config)
             .unwrap()
             .with_lock_file(None);
-        let mut updater = Updater::with_env(cfg, config, Box::new(env));
-        updater
-            .install(
-                bundle,
-                &InstallOptions::default(),
-                &NoProgress,
-                &AtomicBool::new(false),
-                NOW,
-            )
-            .map(|_| ())
+        install_with(&mut Updater::with_env(cfg, config, Box::new(env)), bundle)
     }
+}
+
+/// Installs `bundle` with `updater` at [`NOW`], without progress or cancel.
+pub fn install_with(updater: &mut Updater, bundle: &Path) -> Result<(), UpdateError> {
+    updater
+        .install(
+            bundle,
+            &InstallOptions::default(),
+            &NoProgress,
+            &AtomicBool::new(false),
+            NOW,
+        )
+        .map(|_| ())
 }
 
 /// A good bundle's pieces: manifest and payload bytes.
