@@ -162,7 +162,7 @@ pub fn exit_status(err: &anyhow::Error) -> i32 {
                     | InstallError::TooLarge { .. },
                 ) => exit::REJECTED,
                 UpdateError::Install(_) => exit::IO,
-                UpdateError::TrialNotCommitted(_) => exit::STATE,
+                UpdateError::Refused(_) => exit::STATE,
             };
         }
         if let Some(b) = cause.downcast_ref::<BundleError>() {
@@ -236,6 +236,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 fn print_status(s: &crate::updater::Status) {
     let opt = |o: Option<Slot>| o.map(|s| s.name()).unwrap_or("none");
     println!("compatible:     {}", s.compatible);
+    println!("operation:      {}", s.operation);
     println!("booted slot:    {}", s.booted);
     println!("primary slot:   {}", opt(s.primary));
     println!("boot order:     {}", s.boot_order);
@@ -267,7 +268,12 @@ fn print_status(s: &crate::updater::Status) {
     }
     println!("rollback floor: {}", s.floor);
     if let Some(r) = &s.last_result {
-        println!("last result:    {} at {}: {}", r.kind, r.at, r.message);
+        println!(
+            "last result:    {} at {}: {}",
+            r.kind.name(),
+            r.at,
+            r.message
+        );
     }
     if !s.failed_versions.is_empty() {
         println!("failed versions: {}", s.failed_versions.join(", "));

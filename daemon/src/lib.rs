@@ -11,6 +11,7 @@
 //! - [`bundle`] — the one-file bundle (envelope first, then zstd payload): create,
 //!   countersign, open.
 //! - [`install`] — the streaming install pipeline into the inactive slot.
+//! - [`lifecycle`] — the update lifecycle as a pure state machine.
 //! - [`state`] — what the device remembers across boots, written atomically.
 //! - [`config`] — `/etc/seesaw/seesaw.toml`.
 //! - [`updater`] — the operations the front ends call (install, status, mark).
@@ -20,6 +21,7 @@ pub mod bundle;
 pub mod cli;
 pub mod config;
 pub mod install;
+pub mod lifecycle;
 pub mod manifest;
 pub mod slot;
 pub mod state;

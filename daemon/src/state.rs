@@ -20,6 +20,9 @@ use crate::slot::Slot;
 pub const STATE_FORMAT: u32 = 1;
 /// The state file's name inside `data_dir`.
 pub const STATE_FILE: &str = "state.json";
+/// The in-flight install journal's name inside `data_dir`: present exactly
+/// while an install writes a slot, so a restart knows the slot is partial.
+pub const JOURNAL_FILE: &str = "install.json";
 
 /// Errors of loading and saving the state.
 #[derive(Debug, thiserror::Error)]
@@ -65,14 +68,55 @@ pub struct Pending {
     pub version: String,
     /// Its security version (the floor becomes this on commit).
     pub security_version: u64,
+    /// Whether the environment write that makes the slot boot first
+    /// completed. Saved `false` before that write and `true` after it, so
+    /// a power cut in between is told apart from a rollback.
+    #[serde(default)]
+    pub flipped: bool,
+    /// Why the trial failed, recorded before the slot is marked bad and the
+    /// board rebooted, and reported after the fall-back boot.
+    #[serde(default)]
+    pub failure: Option<String>,
+}
+
+/// Kinds of [`LastResult`] (serialised in kebab-case, e.g. `rolled-back`).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum ResultKind {
+    /// Written and flipped; awaiting reboot.
+    Installed,
+    /// An install failed; nothing was flipped.
+    Failed,
+    /// An install was interrupted (daemon killed, power cut) or cancelled.
+    Interrupted,
+    /// The trial boot was confirmed; the floor was raised.
+    Committed,
+    /// An operator marked the pending slot bad; its version is deny-listed.
+    MarkedBad,
+    /// The new slot did not confirm; the old slot runs; version deny-listed.
+    RolledBack,
+}
+
+impl ResultKind {
+    /// The kebab-case name, as serialised.
+    pub fn name(self) -> &'static str {
+        match self {
+            ResultKind::Installed => "installed",
+            ResultKind::Failed => "failed",
+            ResultKind::Interrupted => "interrupted",
+            ResultKind::Committed => "committed",
+            ResultKind::MarkedBad => "marked-bad",
+            ResultKind::RolledBack => "rolled-back",
+        }
+    }
 }
 
 /// Outcome of the last operation, for status and the fleet.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct LastResult {
-    /// `installed`, `committed`, `marked-bad` or `rolled-back`.
-    pub kind: String,
+    /// What happened, see [`ResultKind`].
+    pub kind: ResultKind,
     /// The version concerned.
     pub version: Option<String>,
     /// A sentence for people.
@@ -133,7 +177,15 @@ impl State {
     }
 }
 
-/// Loads and atomically saves `<data_dir>/state.json`.
+/// The in-flight install journal.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Journal {
+    slot: Slot,
+    started: String,
+}
+
+/// Loads and atomically saves `<data_dir>/state.json` and the install journal.
 #[derive(Debug, Clone)]
 pub struct StateStore {
     dir: PathBuf,
@@ -182,22 +234,81 @@ impl StateStore {
         Ok(state)
     }
 
+    /// The slot named by the in-flight install journal, if there is one.
+    ///
+    /// Errors: [`StateError::Io`], [`StateError::Corrupt`].
+    pub fn journal(&self) -> Result<Option<Slot>, StateError> {
+        let path = self.dir.join(JOURNAL_FILE);
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                let j: Journal =
+                    serde_json::from_slice(&bytes).map_err(|e| StateError::Corrupt {
+                        path: path.clone(),
+                        reason: e.to_string(),
+                    })?;
+                Ok(Some(j.slot))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(StateError::Io {
+                op: "read",
+                path,
+                source,
+            }),
+        }
+    }
+
+    /// Creates the in-flight install journal for `slot` (atomically).
+    pub fn begin_journal(&self, slot: Slot, now: &str) -> Result<(), StateError> {
+        let j = Journal {
+            slot,
+            started: now.to_string(),
+        };
+        self.write_atomic(JOURNAL_FILE, &serde_json::to_vec(&j).unwrap_or_default())
+    }
+
+    /// Removes the in-flight install journal (and syncs the directory).
+    pub fn end_journal(&self) -> Result<(), StateError> {
+        let path = self.dir.join(JOURNAL_FILE);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(source) => {
+                return Err(StateError::Io {
+                    op: "remove",
+                    path,
+                    source,
+                })
+            }
+        }
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|source| StateError::Io {
+                op: "fsync directory",
+                path: self.dir.clone(),
+                source,
+            })
+    }
+
     /// Writes `state` atomically: temporary file in the same directory,
     /// fsync, rename over the old file, fsync of the directory.
     ///
     /// Errors: [`StateError::Io`].
     pub fn save(&self, state: &State) -> Result<(), StateError> {
+        let mut bytes = serde_json::to_vec_pretty(state).unwrap_or_default();
+        bytes.push(b'\n');
+        self.write_atomic(STATE_FILE, &bytes)
+    }
+
+    fn write_atomic(&self, name: &str, bytes: &[u8]) -> Result<(), StateError> {
         let io = |op, path: &Path| {
             let path = path.to_path_buf();
             move |source| StateError::Io { op, path, source }
         };
         std::fs::create_dir_all(&self.dir).map_err(io("create", &self.dir))?;
-        let path = self.path();
-        let tmp = self.dir.join(format!(".{STATE_FILE}.tmp"));
-        let mut bytes = serde_json::to_vec_pretty(state).unwrap_or_default();
-        bytes.push(b'\n');
+        let path = self.dir.join(name);
+        let tmp = self.dir.join(format!(".{name}.tmp"));
         let mut f = File::create(&tmp).map_err(io("create", &tmp))?;
-        f.write_all(&bytes).map_err(io("write", &tmp))?;
+        f.write_all(bytes).map_err(io("write", &tmp))?;
         f.sync_all().map_err(io("fsync", &tmp))?;
         drop(f);
         std::fs::rename(&tmp, &path).map_err(io("rename to", &path))?;
@@ -224,6 +335,8 @@ mod tests {
                 slot: Slot::B,
                 version: "2.0.0".into(),
                 security_version: 9,
+                flipped: true,
+                failure: None,
             }),
             ..State::default()
         };

@@ -15,9 +15,10 @@ use time::OffsetDateTime;
 use crate::bundle::{BundleError, RawBundle};
 use crate::config::{Config, ConfigError};
 use crate::install::{self, FileSlot, FileSource, InstallError, Progress};
+use crate::lifecycle::{self, Action, Event, Phase, Refusal, Situation};
 use crate::manifest::{format_time, DeviceFacts, Manifest, ManifestError};
 use crate::slot::{booted_slot_from_cmdline, BootState, Slot, SlotError};
-use crate::state::{LastResult, Pending, SlotRecord, State, StateError, StateStore};
+use crate::state::{LastResult, Pending, State, StateError, StateStore};
 use crate::uboot_env::{BootEnv, EnvError, UbootEnv};
 
 /// Errors of the updater operations; each wraps the failing layer's typed error.
@@ -60,10 +61,9 @@ pub enum UpdateError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// The running slot is an uncommitted trial: writing the other slot
-    /// would destroy the only known-good fallback.
-    #[error("slot {0} is running on trial and not committed; run mark-good or mark-bad first")]
-    TrialNotCommitted(Slot),
+    /// Not allowed in the current phase of the lifecycle.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
 }
 
 /// Options of an install.
@@ -71,6 +71,8 @@ pub enum UpdateError {
 pub struct InstallOptions {
     /// Worker threads (0 = one per core).
     pub threads: usize,
+    /// Install even if the version is deny-listed (it rolled back before).
+    pub force: bool,
 }
 
 /// What an install did.
@@ -108,6 +110,8 @@ pub struct SlotStatus {
 pub struct Status {
     /// This device's compatible.
     pub compatible: String,
+    /// Lifecycle phase: `idle`, `installing`, `awaiting-reboot` or `trial`.
+    pub operation: &'static str,
     /// The running slot.
     pub booted: Slot,
     /// The slot U-Boot tries first.
@@ -145,6 +149,16 @@ pub struct Updater {
     config_path: PathBuf,
     env: Box<dyn BootEnv>,
     store: StateStore,
+    record_failures: bool,
+}
+
+/// What an event led to, besides what was saved and written.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Results to report (log, D-Bus, fleet), already persisted.
+    pub reports: Vec<LastResult>,
+    /// Actions for the caller: [`Action::RunHealthGate`], [`Action::Reboot`].
+    pub followups: Vec<Action>,
 }
 
 impl Updater {
@@ -166,7 +180,88 @@ impl Updater {
             config_path: config_path.into(),
             env,
             store,
+            record_failures: false,
         }
+    }
+
+    /// Whether failed installs are recorded as the last result in the state
+    /// (the daemon does; a standalone command only prints them).
+    pub fn record_failures(&mut self, yes: bool) {
+        self.record_failures = yes;
+    }
+
+    /// The state store.
+    pub fn store(&self) -> &StateStore {
+        &self.store
+    }
+
+    /// The lifecycle phase now.
+    pub fn phase(&self) -> Result<Phase, UpdateError> {
+        let booted = self.booted_slot()?;
+        let state = self.store.load()?;
+        let boot = self.boot_state()?;
+        let installing = self.store.journal()?;
+        Ok(lifecycle::phase(&Situation {
+            state: &state,
+            booted,
+            boot: &boot,
+            installing,
+            record_failures: self.record_failures,
+            now: "",
+        }))
+    }
+
+    /// Feeds `event` to the lifecycle and carries out its actions in order.
+    /// If an action fails, the state loaded before is put back (best effort)
+    /// and the error returned.
+    pub fn handle(&mut self, event: Event, now: OffsetDateTime) -> Result<Outcome, UpdateError> {
+        let booted = self.booted_slot()?;
+        let state = self.store.load()?;
+        let boot = self.boot_state()?;
+        let installing = self.store.journal()?;
+        let now = format_time(now);
+        let actions = lifecycle::step(
+            &Situation {
+                state: &state,
+                booted,
+                boot: &boot,
+                installing,
+                record_failures: self.record_failures,
+                now: &now,
+            },
+            event,
+        )?;
+        let mut outcome = Outcome::default();
+        let mut saved = false;
+        for action in actions {
+            let done = match action {
+                Action::Save(new) => {
+                    saved = true;
+                    self.store.save(&new).map_err(UpdateError::from)
+                }
+                Action::WriteEnv(updates) => self.write_env(&updates),
+                Action::BeginJournal(slot) => self
+                    .store
+                    .begin_journal(slot, &now)
+                    .map_err(UpdateError::from),
+                Action::EndJournal => self.store.end_journal().map_err(UpdateError::from),
+                Action::Report(r) => {
+                    outcome.reports.push(r);
+                    Ok(())
+                }
+                other @ (Action::RunHealthGate(_) | Action::Reboot) => {
+                    outcome.followups.push(other);
+                    Ok(())
+                }
+            };
+            if let Err(e) = done {
+                if saved {
+                    let _ = self.store.save(&state);
+                }
+                return Err(e);
+            }
+        }
+        Ok(outcome)
     }
 
     /// The configuration.
@@ -207,7 +302,7 @@ impl Updater {
         let state = self.store.load()?;
         let policy = self.config.trust_policy(&self.config_path)?;
         let bundle = RawBundle::open(path)?.verify(&policy)?;
-        self.check_manifest(&bundle.manifest, booted.other(), &state, now)?;
+        self.check_manifest(&bundle.manifest, booted.other(), &state, now, false)?;
         Ok(bundle.manifest)
     }
 
@@ -217,6 +312,7 @@ impl Updater {
         target: Slot,
         state: &State,
         now: OffsetDateTime,
+        force: bool,
     ) -> Result<(), UpdateError> {
         let device = self.config.slot_device(target);
         let slot_size = install::device_size(device).map_err(|source| UpdateError::SlotDevice {
@@ -228,7 +324,7 @@ impl Updater {
             device_id: self.config.device_id.as_deref(),
             groups: &self.config.groups,
             floor: state.floor,
-            deny_list: &state.failed_versions,
+            deny_list: if force { &[] } else { &state.failed_versions },
             slot_size,
             slot_name: target.name(),
             now,
@@ -253,67 +349,61 @@ impl Updater {
         now: OffsetDateTime,
     ) -> Result<InstallReport, UpdateError> {
         let booted = self.booted_slot()?;
-        let old_state = self.store.load()?;
-        let mut boot = self.boot_state()?;
-        if let Some(p) = &old_state.pending {
-            if p.slot == booted {
-                return Err(UpdateError::TrialNotCommitted(booted));
-            }
-        }
+        let state = self.store.load()?;
+        self.boot_state()?;
         let target = booted.other();
+        // Refuse early (busy, trial) before any work.
+        if let Phase::Installing { slot } = self.phase()? {
+            return Err(Refusal::Busy(slot).into());
+        }
+        if let Phase::Trial { slot } = self.phase()? {
+            return Err(Refusal::TrialNotCommitted(slot).into());
+        }
         let policy = self.config.trust_policy(&self.config_path)?;
         let bundle = RawBundle::open(path)?.verify(&policy)?;
-        self.check_manifest(&bundle.manifest, target, &old_state, now)?;
+        self.check_manifest(&bundle.manifest, target, &state, now, opts.force)?;
 
-        let slot = FileSlot::open(self.config.slot_device(target))?;
-        let image = bundle.manifest.rootfs();
-        install::write_image(
-            &FileSource {
-                file: &bundle.raw.file,
-                path: &bundle.raw.path,
-            },
-            bundle.image_payload_start(),
-            image,
-            &slot,
-            opts.threads,
-            progress,
-            cancel,
-        )?;
-
-        let m = &bundle.manifest;
-        let mut state = old_state.clone();
-        state.set_slot(
-            target,
-            Some(SlotRecord {
-                manifest: m.clone(),
-                installed_at: format_time(now),
-            }),
-        );
-        state.pending = Some(Pending {
-            slot: target,
-            version: m.version.clone(),
-            security_version: m.security_version,
+        self.handle(Event::InstallStarted { target }, now)?;
+        let written = FileSlot::open(self.config.slot_device(target))
+            .map_err(UpdateError::from)
+            .and_then(|slot| {
+                install::write_image(
+                    &FileSource {
+                        file: &bundle.raw.file,
+                        path: &bundle.raw.path,
+                    },
+                    bundle.image_payload_start(),
+                    bundle.manifest.rootfs(),
+                    &slot,
+                    opts.threads,
+                    progress,
+                    cancel,
+                )
+                .map_err(UpdateError::from)
+            });
+        let finished = written.and_then(|()| {
+            self.handle(
+                Event::InstallFinished {
+                    target,
+                    manifest: Box::new(bundle.manifest.clone()),
+                },
+                now,
+            )
         });
-        state.last_result = Some(LastResult {
-            kind: "installed".into(),
-            version: Some(m.version.clone()),
-            message: format!(
-                "installed {} into slot {target}; reboot to try it",
-                m.version
-            ),
-            at: format_time(now),
-        });
-        self.store.save(&state)?;
-        let updates = boot.install(target);
-        if let Err(e) = self.write_env(&updates) {
-            // The slot is written but will not be booted: say so in the state.
-            let _ = self.store.save(&old_state);
+        if let Err(e) = finished {
+            let reason = format!("{e:#}");
+            if self
+                .handle(Event::InstallFailed { target, reason }, now)
+                .is_err()
+            {
+                let _ = self.store.end_journal();
+            }
             return Err(e);
         }
         Ok(InstallReport {
             slot: target,
-            version: m.version.clone(),
-            size: image.size,
+            version: bundle.manifest.version.clone(),
+            size: bundle.manifest.rootfs().size,
         })
     }
 
@@ -338,8 +428,18 @@ impl Updater {
                 }
             })
             .collect();
+        let operation = lifecycle::phase(&Situation {
+            state: &state,
+            booted,
+            boot: &boot,
+            installing: self.store.journal()?,
+            record_failures: false,
+            now: "",
+        })
+        .name();
         Ok(Status {
             compatible: self.config.compatible.clone(),
+            operation,
             booted,
             primary: boot.primary(),
             boot_order: boot.order_string(),
@@ -354,37 +454,20 @@ impl Updater {
 
     /// Commits the running slot: its tries are reset to full; if it holds the
     /// pending install, the anti-rollback floor is raised to its security
-    /// version and the pending install is cleared. Environment first, then
-    /// state, so a power cut in between only repeats the commit.
+    /// version and the pending install is cleared (see [`lifecycle`]).
     pub fn mark_good(&mut self, now: OffsetDateTime) -> Result<MarkReport, UpdateError> {
         let booted = self.booted_slot()?;
-        let mut state = self.store.load()?;
-        let mut boot = self.boot_state()?;
-        let updates = boot.mark_good(booted);
-        self.write_env(&updates)?;
-        let message = match state.pending.clone() {
-            Some(p) if p.slot == booted => {
-                state.floor = state.floor.max(p.security_version);
-                state.pending = None;
-                let message = format!(
-                    "committed {} in slot {booted}; anti-rollback floor is now {}",
-                    p.version, state.floor
-                );
-                state.last_result = Some(LastResult {
-                    kind: "committed".into(),
-                    version: Some(p.version),
-                    message: message.clone(),
-                    at: format_time(now),
-                });
-                self.store.save(&state)?;
-                message
-            }
-            _ => format!("slot {booted} marked good; no install was pending for it"),
-        };
+        let outcome = self.handle(Event::MarkGood, now)?;
         Ok(MarkReport {
             slot: booted,
             state: "good",
-            message,
+            message: outcome
+                .reports
+                .last()
+                .map(|r| r.message.clone())
+                .unwrap_or_else(|| {
+                    format!("slot {booted} marked good; no install was pending for it")
+                }),
         })
     }
 
@@ -395,37 +478,19 @@ impl Updater {
         slot: Option<Slot>,
         now: OffsetDateTime,
     ) -> Result<MarkReport, UpdateError> {
-        let booted = self.booted_slot()?;
-        let slot = slot.unwrap_or(booted);
-        let mut state = self.store.load()?;
-        let mut boot = self.boot_state()?;
-        let updates = boot.mark_bad(slot);
-        self.write_env(&updates)?;
-        let message = match state.pending.clone() {
-            Some(p) if p.slot == slot => {
-                state.pending = None;
-                if !state.failed_versions.contains(&p.version) {
-                    state.failed_versions.push(p.version.clone());
-                }
-                let message = format!(
-                    "slot {slot} marked bad; version {} is deny-listed",
-                    p.version
-                );
-                state.last_result = Some(LastResult {
-                    kind: "marked-bad".into(),
-                    version: Some(p.version),
-                    message: message.clone(),
-                    at: format_time(now),
-                });
-                self.store.save(&state)?;
-                message
-            }
-            _ => format!("slot {slot} marked bad"),
+        let slot = match slot {
+            Some(s) => s,
+            None => self.booted_slot()?,
         };
+        let outcome = self.handle(Event::MarkBad { slot }, now)?;
         Ok(MarkReport {
             slot,
             state: "bad",
-            message,
+            message: outcome
+                .reports
+                .last()
+                .map(|r| r.message.clone())
+                .unwrap_or_else(|| format!("slot {slot} marked bad")),
         })
     }
 }

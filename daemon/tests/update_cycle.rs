@@ -82,7 +82,10 @@ fn install_reboot_commit() {
     let state = StateStore::new(&b.path("data")).load().unwrap();
     assert_eq!(state.floor, 5);
     assert!(state.pending.is_none());
-    assert_eq!(state.last_result.unwrap().kind, "committed");
+    assert_eq!(
+        state.last_result.unwrap().kind,
+        seesaw::state::ResultKind::Committed
+    );
 
     // The old version cannot come back below the raised floor.
     let old = b.create("v1.bundle", "1.0.0", 4, "test-board");
@@ -103,7 +106,10 @@ fn a_trial_boot_must_be_committed_before_the_next_install() {
     let before = b.snapshot();
     let err = install(&mut updater(&b), &v3).unwrap_err();
     assert!(
-        matches!(err, UpdateError::TrialNotCommitted(Slot::B)),
+        matches!(
+            err,
+            UpdateError::Refused(seesaw::lifecycle::Refusal::TrialNotCommitted(Slot::B))
+        ),
         "{err:?}"
     );
     assert_eq!(before, b.snapshot());
