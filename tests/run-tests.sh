@@ -16,5 +16,7 @@ echo "== cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "== simulated board: full update cycle"
 bash tests/simulated-board.sh "$repo/work/ci-simulated-board"
+echo "== Yocto layer: oelint-adv, crates .inc in sync, layout consistency"
+bash tests/yocto-checks.sh
 echo "== cargo test"
 cargo test --workspace 2>&1

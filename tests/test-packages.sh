@@ -4,6 +4,9 @@
 #   u-boot-tools      mkimage / dumpimage: compiling the boot scripts
 #   e2fsprogs         mkfs.ext4 -d: real root filesystem images
 #   zstd, openssl     reference tools for bundles, keys and benchmarks
+#   systemd, dbus     systemd-analyze, journalctl, dbus-daemon, busctl
+#   python3-venv      the Yocto layer lint (oelint-adv from PyPI)
+#   time              peak RSS in the benchmarks
 # and, through qemu-packages.sh, QEMU and U-Boot for the boot script tests.
 # Safe to run again.
 set -euo pipefail
@@ -11,7 +14,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
 export DEBIAN_FRONTEND=noninteractive
 
-packages=(libubootenv-tool u-boot-tools e2fsprogs zstd openssl ca-certificates)
+packages=(libubootenv-tool u-boot-tools e2fsprogs zstd openssl ca-certificates systemd dbus python3-venv time)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
