@@ -16,6 +16,7 @@ use clap::{Parser, Subcommand};
 use time::OffsetDateTime;
 
 use crate::bundle::{self, BundleError, CreateOptions, RawBundle};
+use crate::client::Client;
 use crate::config::{Config, DEFAULT_CONFIG_PATH};
 use crate::install::{Phase, Progress};
 use crate::slot::Slot;
@@ -52,6 +53,9 @@ pub struct Cli {
     /// Configuration file.
     #[arg(long, global = true, default_value = DEFAULT_CONFIG_PATH)]
     pub config: PathBuf,
+    /// D-Bus address of the bus the daemon is on (default: the system bus).
+    #[arg(long, global = true, env = "SEESAW_BUS_ADDRESS")]
+    pub bus_address: Option<String>,
     /// The command.
     #[command(subcommand)]
     pub command: Command,
@@ -69,11 +73,22 @@ pub enum Command {
     /// Create, countersign, verify or inspect bundles.
     #[command(subcommand)]
     Bundle(BundleCommand),
+    /// Run the update service (systemd, D-Bus).
+    Daemon,
     /// Verify a bundle and install it into the inactive slot, then flip the environment.
+    /// Goes through the daemon when it runs; works standalone otherwise.
     Install {
         /// The one-file bundle.
         bundle: PathBuf,
+        /// Install even a version that rolled back before (deny-listed).
+        #[arg(long)]
+        force: bool,
+        /// Progress and result as JSON lines on stderr.
+        #[arg(long)]
+        json: bool,
     },
+    /// Cancel the install the daemon is running.
+    Cancel,
     /// Show booted and primary slot, tries left, versions, pending commit, floor.
     Status {
         /// Print JSON instead of text.
@@ -144,26 +159,9 @@ pub enum BundleCommand {
 
 /// The exit status for an error chain produced by [`run`].
 pub fn exit_status(err: &anyhow::Error) -> i32 {
-    use crate::install::InstallError;
     for cause in err.chain() {
         if let Some(e) = cause.downcast_ref::<UpdateError>() {
-            return match e {
-                UpdateError::Config(_) => exit::CONFIG,
-                UpdateError::Bundle(b) => bundle_status(b),
-                UpdateError::Manifest(_) => exit::REJECTED,
-                UpdateError::Env(_) | UpdateError::Slot(_) => exit::ENVIRONMENT,
-                UpdateError::State(_)
-                | UpdateError::ReadCmdline { .. }
-                | UpdateError::SlotDevice { .. } => exit::IO,
-                UpdateError::Install(InstallError::Cancelled) => exit::CANCELLED,
-                UpdateError::Install(
-                    InstallError::ChunkHash { .. }
-                    | InstallError::Decompress { .. }
-                    | InstallError::TooLarge { .. },
-                ) => exit::REJECTED,
-                UpdateError::Install(_) => exit::IO,
-                UpdateError::Refused(_) => exit::STATE,
-            };
+            return exit_status_of(e);
         }
         if let Some(b) = cause.downcast_ref::<BundleError>() {
             return bundle_status(b);
@@ -174,8 +172,34 @@ pub fn exit_status(err: &anyhow::Error) -> i32 {
         if cause.downcast_ref::<TrustError>().is_some() {
             return exit::CONFIG;
         }
+        if let Some(e) = cause.downcast_ref::<crate::client::ClientError>() {
+            return e.exit_status();
+        }
     }
     exit::FAILURE
+}
+
+/// The exit status (and D-Bus `Completed` result) for an updater error.
+pub fn exit_status_of(e: &UpdateError) -> i32 {
+    use crate::install::InstallError;
+    match e {
+        UpdateError::Config(_) => exit::CONFIG,
+        UpdateError::Bundle(b) => bundle_status(b),
+        UpdateError::Manifest(_) => exit::REJECTED,
+        UpdateError::Env(_) | UpdateError::Slot(_) => exit::ENVIRONMENT,
+        UpdateError::State(_)
+        | UpdateError::ReadCmdline { .. }
+        | UpdateError::SlotDevice { .. } => exit::IO,
+        UpdateError::Install(InstallError::Cancelled) => exit::CANCELLED,
+        UpdateError::Install(
+            InstallError::ChunkHash { .. }
+            | InstallError::Decompress { .. }
+            | InstallError::TooLarge { .. }
+            | InstallError::ReadBackMismatch { .. },
+        ) => exit::REJECTED,
+        UpdateError::Install(_) => exit::IO,
+        UpdateError::Refused(_) => exit::STATE,
+    }
 }
 
 fn bundle_status(b: &BundleError) -> i32 {
@@ -192,13 +216,34 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Keygen { out } => keygen(&out),
         Command::Bundle(cmd) => run_bundle(cmd, &cli.config, now),
-        Command::Install { bundle } => {
+        Command::Daemon => {
+            crate::daemon::run(crate::daemon::DaemonOptions {
+                config: cli.config.clone(),
+                bus_address: cli.bus_address.clone(),
+            })?;
+            Ok(())
+        }
+        Command::Install {
+            bundle,
+            force,
+            json,
+        } => {
+            if let Some(client) = Client::find(cli.bus_address.as_deref()) {
+                let message = client.install(&bundle, force, json)?;
+                println!("{message}");
+                return Ok(());
+            }
             let mut updater = Updater::open(&cli.config)?;
             let progress = StderrProgress::new();
             let cancel = AtomicBool::new(false);
             let started = Instant::now();
-            let report =
-                updater.install(&bundle, &InstallOptions::default(), &progress, &cancel, now)?;
+            let report = updater.install(
+                &bundle,
+                &InstallOptions { threads: 0, force },
+                &progress,
+                &cancel,
+                now,
+            )?;
             progress.finish();
             let secs = started.elapsed().as_secs_f64();
             println!(
@@ -211,8 +256,27 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Cancel => match Client::find(cli.bus_address.as_deref()) {
+            Some(client) => {
+                client.cancel()?;
+                println!("cancel requested");
+                Ok(())
+            }
+            None => bail!("no seesaw daemon is running; a standalone install stops with Ctrl-C"),
+        },
         Command::Status { json } => {
-            let status = Updater::open(&cli.config)?.status()?;
+            let mut status = Updater::open(&cli.config)?.status()?;
+            let live = Client::find(cli.bus_address.as_deref()).and_then(|c| c.live().ok());
+            if let Some((operation, progress, last_error)) = &live {
+                status.daemon = Some(crate::updater::DaemonStatus {
+                    operation: operation.clone(),
+                    percent: progress.0,
+                    bytes_done: progress.1,
+                    bytes_total: progress.2,
+                    message: progress.3.clone(),
+                    last_error: last_error.clone(),
+                });
+            }
             if json {
                 println!("{}", serde_json::to_string_pretty(&status)?);
             } else {
@@ -221,11 +285,22 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::MarkGood => {
+            if let Some(client) = Client::find(cli.bus_address.as_deref()) {
+                println!("{}", client.mark("good", "")?.1);
+                return Ok(());
+            }
             let report = Updater::open(&cli.config)?.mark_good(now)?;
             println!("{}", report.message);
             Ok(())
         }
         Command::MarkBad { slot } => {
+            if let Some(client) = Client::find(cli.bus_address.as_deref()) {
+                println!(
+                    "{}",
+                    client.mark("bad", slot.map(|s| s.name()).unwrap_or(""))?.1
+                );
+                return Ok(());
+            }
             let report = Updater::open(&cli.config)?.mark_bad(slot, now)?;
             println!("{}", report.message);
             Ok(())
@@ -277,6 +352,18 @@ fn print_status(s: &crate::updater::Status) {
     }
     if !s.failed_versions.is_empty() {
         println!("failed versions: {}", s.failed_versions.join(", "));
+    }
+    match &s.daemon {
+        Some(d) => {
+            println!(
+                "daemon:         {} {}% {}",
+                d.operation, d.percent, d.message
+            );
+            if !d.last_error.is_empty() {
+                println!("last error:     {}", d.last_error);
+            }
+        }
+        None => println!("daemon:         not running (commands work standalone)"),
     }
 }
 

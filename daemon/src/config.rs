@@ -19,6 +19,11 @@
 //! name = "release"
 //! threshold = 1
 //! keys = ["/etc/seesaw/keys/release.pub"]
+//! [health]                              # optional: the gate before a trial boot is committed
+//! units = ["app.service"]               # must be active
+//! commands = ["/usr/bin/app --self-test"] # run with /bin/sh -c; exit 0 = healthy
+//! timeout = 300                         # seconds for the whole gate
+//! degraded_ok = false                   # whether systemd's "degraded" state counts as healthy
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -100,6 +105,39 @@ pub struct TrustConfig {
     pub roles: Vec<RoleConfig>,
 }
 
+/// The `[health]` section: what must hold before a trial boot is committed.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct HealthConfig {
+    /// systemd units that must be `active`.
+    #[serde(default)]
+    pub units: Vec<String>,
+    /// Shell commands (run with `/bin/sh -c`) that must exit 0.
+    #[serde(default)]
+    pub commands: Vec<String>,
+    /// Seconds the whole gate may take, waiting for start-up included.
+    #[serde(default = "default_health_timeout")]
+    pub timeout: u64,
+    /// Whether systemd's `degraded` system state counts as healthy.
+    #[serde(default)]
+    pub degraded_ok: bool,
+}
+
+fn default_health_timeout() -> u64 {
+    300
+}
+
+impl Default for HealthConfig {
+    fn default() -> HealthConfig {
+        HealthConfig {
+            units: Vec::new(),
+            commands: Vec::new(),
+            timeout: default_health_timeout(),
+            degraded_ok: false,
+        }
+    }
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -124,6 +162,9 @@ pub struct Config {
     pub slots: Slots,
     /// The trust policy.
     pub trust: TrustConfig,
+    /// The health gate.
+    #[serde(default)]
+    pub health: HealthConfig,
 }
 
 fn default_cmdline() -> PathBuf {
@@ -155,6 +196,9 @@ impl Config {
         let mut c: Config = toml::from_str(text).map_err(|e| e.to_string())?;
         if c.compatible.is_empty() {
             return Err("compatible is empty".into());
+        }
+        if c.health.timeout == 0 {
+            return Err("health.timeout must be at least 1 second".into());
         }
         let abs = |p: &mut PathBuf| {
             if p.is_relative() {

@@ -15,11 +15,20 @@
 //! - [`state`] — what the device remembers across boots, written atomically.
 //! - [`config`] — `/etc/seesaw/seesaw.toml`.
 //! - [`updater`] — the operations the front ends call (install, status, mark).
-//! - [`cli`] — the command-line front end.
+//! - [`health`] — the health gate of a trial boot (systemd's state, units, commands).
+//! - [`daemon`] — `seesaw daemon`: the systemd service wiring.
+//! - [`dbus`] — the `org.seesaw.Updater1` D-Bus interface and its client proxy.
+//! - [`events`] — stable journald `MESSAGE_ID`s and logger set-up.
+//! - [`cli`] — the command-line front end; [`client`] — its D-Bus side.
 
 pub mod bundle;
 pub mod cli;
+pub mod client;
 pub mod config;
+pub mod daemon;
+pub mod dbus;
+pub mod events;
+pub mod health;
 pub mod install;
 pub mod lifecycle;
 pub mod manifest;

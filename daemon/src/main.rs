@@ -5,6 +5,7 @@ use clap::Parser;
 
 fn main() {
     let cli = seesaw::cli::Cli::parse();
+    seesaw::events::init_logging();
     if let Err(err) = seesaw::cli::run(cli) {
         // One line: the whole cause chain.
         eprintln!("seesaw: {err:#}");

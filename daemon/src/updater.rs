@@ -130,6 +130,25 @@ pub struct Status {
     pub last_result: Option<LastResult>,
     /// Deny-listed versions.
     pub failed_versions: Vec<String>,
+    /// What the daemon reports, if one runs.
+    pub daemon: Option<DaemonStatus>,
+}
+
+/// The running daemon's live view (D-Bus properties).
+#[derive(Debug, Clone, Serialize)]
+pub struct DaemonStatus {
+    /// `Operation`.
+    pub operation: String,
+    /// `Progress` percent.
+    pub percent: i32,
+    /// `Progress` bytes done.
+    pub bytes_done: u64,
+    /// `Progress` bytes total.
+    pub bytes_total: u64,
+    /// `Progress` message.
+    pub message: String,
+    /// `LastError`.
+    pub last_error: String,
 }
 
 /// What `mark-good` / `mark-bad` did.
@@ -449,6 +468,7 @@ impl Updater {
             floor: state.floor,
             last_result: state.last_result,
             failed_versions: state.failed_versions,
+            daemon: None,
         })
     }
 

@@ -1,0 +1,238 @@
+//! The CLI's side of the D-Bus API: finds a running daemon and asks it to
+//! install, cancel or mark, showing progress while it works.
+//!
+//! When no daemon owns `org.seesaw.Updater1`, the CLI works standalone and
+//! this module is not used. Progress is a bar with bytes, rate and ETA on a
+//! terminal, or JSON lines (`--json`) for scripts.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use futures_util::StreamExt;
+use zbus::zvariant::Value;
+
+use crate::dbus::{Updater1Proxy, BUS_NAME};
+
+/// Errors of talking to the daemon.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The bus connection or a call failed.
+    #[error("D-Bus: {0}")]
+    Bus(#[from] zbus::Error),
+    /// The daemon refused the call with one of its typed errors.
+    #[error("{message}")]
+    Refused {
+        /// The D-Bus error name, e.g. `org.seesaw.Updater1.Error.Busy`.
+        name: String,
+        /// The daemon's message.
+        message: String,
+    },
+    /// The install ran and failed.
+    #[error("{message}")]
+    Failed {
+        /// The `Completed` result code (an exit status).
+        code: i32,
+        /// The daemon's message.
+        message: String,
+    },
+    /// The runtime for the client could not be started.
+    #[error("cannot start the D-Bus client: {0}")]
+    Runtime(std::io::Error),
+}
+
+impl ClientError {
+    /// The CLI exit status for this error.
+    pub fn exit_status(&self) -> i32 {
+        use crate::cli::exit;
+        match self {
+            ClientError::Failed { code, .. } => *code,
+            ClientError::Refused { name, .. } => match name.rsplit('.').next() {
+                Some("Rejected") => exit::REJECTED,
+                Some("Config") => exit::CONFIG,
+                Some("Environment") => exit::ENVIRONMENT,
+                Some("IO") => exit::IO,
+                Some("State") | Some("Busy") => exit::STATE,
+                Some("InvalidArgs") => exit::USAGE,
+                Some("AccessDenied") => exit::FAILURE,
+                _ => exit::FAILURE,
+            },
+            _ => exit::FAILURE,
+        }
+    }
+}
+
+fn refused(e: zbus::Error) -> ClientError {
+    match e {
+        zbus::Error::MethodError(name, message, _) => ClientError::Refused {
+            name: name.to_string(),
+            message: message.unwrap_or_default(),
+        },
+        zbus::Error::FDO(fdo) => {
+            let text = fdo.to_string();
+            ClientError::Refused {
+                name: match &*fdo {
+                    zbus::fdo::Error::AccessDenied(_) => {
+                        "org.freedesktop.DBus.Error.AccessDenied".into()
+                    }
+                    _ => "org.freedesktop.DBus.Error.Failed".into(),
+                },
+                message: text,
+            }
+        }
+        other => ClientError::Bus(other),
+    }
+}
+
+/// A connection to a bus on which the daemon runs.
+pub struct Client {
+    rt: tokio::runtime::Runtime,
+    conn: zbus::Connection,
+}
+
+impl Client {
+    /// Connects to `bus_address` (or the system bus) and returns a client if
+    /// the daemon owns its name there; `None` means "work standalone".
+    pub fn find(bus_address: Option<&str>) -> Option<Client> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .ok()?;
+        let conn = rt.block_on(async {
+            let builder = match bus_address {
+                Some(a) => zbus::connection::Builder::address(a).ok()?,
+                None => zbus::connection::Builder::system().ok()?,
+            };
+            let conn = builder.build().await.ok()?;
+            let dbus = zbus::fdo::DBusProxy::new(&conn).await.ok()?;
+            let name = zbus::names::BusName::try_from(BUS_NAME).ok()?;
+            dbus.name_has_owner(name).await.ok()?.then_some(conn)
+        })?;
+        Some(Client { rt, conn })
+    }
+
+    /// Asks the daemon to install `bundle` and follows it to the end.
+    /// Progress goes to stderr: a bar on a terminal, JSON lines with `json`.
+    pub fn install(&self, bundle: &Path, force: bool, json: bool) -> Result<String, ClientError> {
+        let bundle = std::path::absolute(bundle).map_err(ClientError::Runtime)?;
+        self.rt.block_on(async {
+            let proxy = Updater1Proxy::builder(&self.conn)
+                .cache_properties(zbus::proxy::CacheProperties::No)
+                .build()
+                .await?;
+            // Subscribe before asking, so no signal is missed.
+            let mut completed = proxy.receive_completed().await?;
+            let mut progress = proxy.receive_progress_changed().await;
+            let mut options: HashMap<&str, Value<'_>> = HashMap::new();
+            if force {
+                options.insert("force", Value::from(true));
+            }
+            proxy
+                .install(&bundle.display().to_string(), options)
+                .await
+                .map_err(refused)?;
+            let bar = ProgressView::new(json);
+            loop {
+                tokio::select! {
+                    Some(change) = progress.next() => {
+                        if let Ok((pct, done, total, message)) = change.get().await {
+                            bar.update(pct, done, total, &message);
+                        }
+                    }
+                    Some(signal) = completed.next() => {
+                        let args = signal.args()?;
+                        bar.finish(args.result, &args.message);
+                        return if args.result == 0 {
+                            Ok(args.message.clone())
+                        } else {
+                            Err(ClientError::Failed { code: args.result, message: args.message.clone() })
+                        };
+                    }
+                    else => return Err(ClientError::Bus(zbus::Error::Failure("the daemon went away".into()))),
+                }
+            }
+        })
+    }
+
+    /// Asks the daemon to cancel the running install.
+    pub fn cancel(&self) -> Result<(), ClientError> {
+        self.rt.block_on(async {
+            Updater1Proxy::new(&self.conn)
+                .await?
+                .cancel()
+                .await
+                .map_err(refused)
+        })
+    }
+
+    /// Asks the daemon to mark `slot` (`""` = booted) `good` or `bad`.
+    pub fn mark(&self, state: &str, slot: &str) -> Result<(String, String), ClientError> {
+        self.rt.block_on(async {
+            Updater1Proxy::new(&self.conn)
+                .await?
+                .mark(state, slot)
+                .await
+                .map_err(refused)
+        })
+    }
+
+    /// The daemon's `Operation`, `Progress` and `LastError`.
+    pub fn live(&self) -> Result<(String, crate::dbus::ProgressValue, String), ClientError> {
+        self.rt.block_on(async {
+            let p = Updater1Proxy::builder(&self.conn)
+                .cache_properties(zbus::proxy::CacheProperties::No)
+                .build()
+                .await?;
+            Ok((
+                p.operation().await?,
+                p.progress().await?,
+                p.last_error().await?,
+            ))
+        })
+    }
+}
+
+/// Progress on stderr for a daemon install.
+struct ProgressView {
+    bar: Option<indicatif::ProgressBar>,
+    json: bool,
+}
+
+impl ProgressView {
+    fn new(json: bool) -> ProgressView {
+        use std::io::IsTerminal;
+        let bar = (!json && std::io::stderr().is_terminal()).then(|| {
+            let bar = indicatif::ProgressBar::new(0);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:30} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            bar
+        });
+        ProgressView { bar, json }
+    }
+
+    fn update(&self, pct: i32, done: u64, total: u64, message: &str) {
+        if self.json {
+            eprintln!(
+                "{}",
+                serde_json::json!({"event": "progress", "percent": pct, "bytes_done": done, "bytes_total": total, "message": message})
+            );
+        } else if let Some(bar) = &self.bar {
+            bar.set_length(total);
+            bar.set_position(done);
+        }
+    }
+
+    fn finish(&self, result: i32, message: &str) {
+        if self.json {
+            eprintln!(
+                "{}",
+                serde_json::json!({"event": "completed", "result": result, "message": message})
+            );
+        } else if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}

@@ -1,0 +1,272 @@
+//! `seesaw daemon`: the systemd service.
+//!
+//! Wiring only: at start it asks the lifecycle what happened while it was
+//! not running (a trial boot to confirm, a rollback to report, an
+//! interrupted install to forget), owns `org.seesaw.Updater1` on the bus,
+//! tells systemd it is ready (`Type=notify`) and pets its watchdog, runs the
+//! health gate on a trial boot and commits or marks bad and reboots, and on
+//! SIGTERM cancels a running install before it exits.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+use crate::dbus::{emit_live_changes, UpdaterService, BUS_NAME, OBJECT_PATH};
+use crate::events;
+use crate::lifecycle::{Action, Event};
+use crate::state::{LastResult, ResultKind};
+use crate::updater::{UpdateError, Updater};
+
+/// Errors that stop the daemon.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The device could not be opened (configuration, environment, state).
+    #[error(transparent)]
+    Update(#[from] UpdateError),
+    /// The bus could not be reached or the name not owned.
+    #[error("D-Bus: {0}")]
+    Bus(#[from] zbus::Error),
+    /// The async runtime could not be started.
+    #[error("cannot start the runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// How to run the daemon.
+#[derive(Debug, Clone)]
+pub struct DaemonOptions {
+    /// The configuration file.
+    pub config: PathBuf,
+    /// A D-Bus address to use instead of the system bus (tests).
+    pub bus_address: Option<String>,
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub fn run(opts: DaemonOptions) -> Result<(), DaemonError> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(DaemonError::Runtime)?;
+    rt.block_on(serve(opts))
+}
+
+fn report(r: &LastResult) {
+    let (id, level) = match r.kind {
+        ResultKind::Committed => (events::COMMIT, log::Level::Info),
+        ResultKind::RolledBack => (events::ROLLBACK, log::Level::Warn),
+        ResultKind::MarkedBad => (events::MARKED_BAD, log::Level::Warn),
+        ResultKind::Installed => (events::INSTALL_COMPLETED, log::Level::Info),
+        ResultKind::Failed | ResultKind::Interrupted => (events::INSTALL_FAILED, log::Level::Error),
+    };
+    events::log_event(id, level, None, r.version.as_deref(), None, &r.message);
+}
+
+fn notify(states: &[sd_notify::NotifyState<'_>]) {
+    // Not running under systemd (NOTIFY_SOCKET unset) is fine.
+    let _ = sd_notify::notify(false, states);
+}
+
+/// Feeds `event` to the lifecycle on a blocking thread.
+async fn handle(config: PathBuf, event: Event) -> Result<crate::updater::Outcome, UpdateError> {
+    tokio::task::spawn_blocking(move || {
+        let mut u = Updater::open(&config)?;
+        u.record_failures(true);
+        u.handle(event, OffsetDateTime::now_utc())
+    })
+    .await
+    .unwrap_or_else(|e| {
+        Err(UpdateError::State(crate::state::StateError::Corrupt {
+            path: PathBuf::new(),
+            reason: format!("worker panicked: {e}"),
+        }))
+    })
+}
+
+async fn serve(opts: DaemonOptions) -> Result<(), DaemonError> {
+    let config = opts.config.clone();
+    // Fail early and clearly on an unusable configuration or environment.
+    let (phase, state) = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || -> Result<_, UpdateError> {
+            let u = Updater::open(&config)?;
+            Ok((u.phase()?, u.store().load()?))
+        })
+        .await
+        .map_err(|e| DaemonError::Runtime(std::io::Error::other(e.to_string())))??
+    };
+    log::info!(
+        "seesaw daemon starting ({}, phase {})",
+        config.display(),
+        phase.name()
+    );
+    let outcome = handle(config.clone(), Event::Started).await?;
+    let mut last_error = match &state.last_result {
+        Some(r)
+            if matches!(
+                r.kind,
+                ResultKind::Failed | ResultKind::RolledBack | ResultKind::Interrupted
+            ) =>
+        {
+            r.message.clone()
+        }
+        _ => String::new(),
+    };
+    for r in &outcome.reports {
+        report(r);
+        if matches!(r.kind, ResultKind::RolledBack | ResultKind::Interrupted) {
+            last_error = r.message.clone();
+        }
+    }
+    let operation = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || Updater::open(&config).and_then(|u| u.phase()))
+            .await
+            .map_err(|e| DaemonError::Runtime(std::io::Error::other(e.to_string())))??
+    };
+    let service = UpdaterService::new(config.clone(), operation.name(), last_error);
+    let cancel = service.cancel_flag();
+    let builder = match &opts.bus_address {
+        Some(a) => zbus::connection::Builder::address(a.as_str())?,
+        None => zbus::connection::Builder::system()?,
+    };
+    let conn = builder
+        .serve_at(OBJECT_PATH, service)?
+        .name(BUS_NAME)?
+        .build()
+        .await?;
+    notify(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status(&format!("serving {BUS_NAME}; {}", operation.name())),
+    ]);
+    log::info!("owning {BUS_NAME} on the bus");
+
+    let mut usec = 0u64;
+    if sd_notify::watchdog_enabled(false, &mut usec) && usec > 0 {
+        let period = Duration::from_micros(usec / 2);
+        tokio::spawn(async move {
+            loop {
+                notify(&[sd_notify::NotifyState::Watchdog]);
+                tokio::time::sleep(period).await;
+            }
+        });
+    }
+
+    for action in outcome.followups {
+        if let Action::RunHealthGate(slot) = action {
+            tokio::spawn(health_gate(conn.clone(), config.clone(), slot));
+        }
+    }
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(DaemonError::Runtime)?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    notify(&[sd_notify::NotifyState::Stopping]);
+    log::info!("stopping");
+    cancel.store(true, std::sync::atomic::Ordering::SeqCst);
+    // Give a running install the moment it needs to stop cleanly.
+    for _ in 0..50 {
+        let busy = match conn
+            .object_server()
+            .interface::<_, UpdaterService>(OBJECT_PATH)
+            .await
+        {
+            Ok(iface) => iface.get().await.busy(),
+            Err(_) => false,
+        };
+        if !busy {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
+async fn set_live(
+    conn: &zbus::Connection,
+    operation: &str,
+    busy: Option<bool>,
+    last_error: Option<&str>,
+) {
+    if let Ok(iface) = conn
+        .object_server()
+        .interface::<_, UpdaterService>(OBJECT_PATH)
+        .await
+    {
+        let svc = iface.get().await;
+        svc.set_operation(operation);
+        if let Some(b) = busy {
+            svc.set_busy(b);
+        }
+        if let Some(e) = last_error {
+            svc.set_last_error(e);
+        }
+    }
+    emit_live_changes(conn).await;
+}
+
+/// The trial boot: wait for a healthy system, then commit, or mark the slot
+/// bad and reboot into the old one.
+async fn health_gate(conn: zbus::Connection, config: PathBuf, slot: crate::slot::Slot) {
+    set_live(&conn, "trial", Some(true), None).await;
+    notify(&[sd_notify::NotifyState::Status(&format!(
+        "trial boot of slot {slot}: checking health"
+    ))]);
+    let health = match crate::config::Config::load(&config) {
+        Ok(c) => c.health,
+        Err(e) => {
+            log::error!("cannot read the health configuration: {e}");
+            crate::config::HealthConfig::default()
+        }
+    };
+    let verdict = crate::health::check(&conn, &health).await;
+    let event = match &verdict {
+        Ok(()) => Event::HealthPassed,
+        Err(reason) => Event::HealthFailed {
+            reason: reason.clone(),
+        },
+    };
+    match handle(config.clone(), event).await {
+        Ok(outcome) => {
+            for r in &outcome.reports {
+                report(r);
+            }
+            let error = verdict
+                .as_ref()
+                .err()
+                .map(|r| format!("slot {slot} failed its health check: {r}"));
+            let phase = {
+                let config = config.clone();
+                tokio::task::spawn_blocking(move || Updater::open(&config).and_then(|u| u.phase()))
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .map(|p| p.name())
+                    .unwrap_or("idle")
+            };
+            set_live(
+                &conn,
+                phase,
+                Some(false),
+                Some(error.as_deref().unwrap_or("")),
+            )
+            .await;
+            notify(&[sd_notify::NotifyState::Status(&format!(
+                "serving {BUS_NAME}; {phase}"
+            ))]);
+            if outcome.followups.contains(&Action::Reboot) {
+                log::warn!("rebooting into slot {}", slot.other());
+                if let Err(e) = crate::health::reboot(&conn).await {
+                    log::error!("{e}");
+                }
+            }
+        }
+        Err(e) => {
+            log::error!("cannot record the health verdict: {e:#}");
+            set_live(&conn, "trial", Some(false), Some(&format!("{e:#}"))).await;
+        }
+    }
+}

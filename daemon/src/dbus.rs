@@ -1,0 +1,598 @@
+//! The D-Bus front end: `org.seesaw.Updater1` at `/org/seesaw/Updater1` on
+//! the system bus, and the client proxy the CLI uses to talk to it.
+//!
+//! A thin adapter: methods convert their arguments and call the same
+//! [`crate::updater`] functions the CLI calls, on a blocking thread; the
+//! interface only keeps what clients read (operation, progress, last
+//! error) and emits `PropertiesChanged` and `Completed`. Who may call what
+//! is the bus policy's job (`systemd/org.seesaw.Updater1.conf`: methods for
+//! uid 0, properties and introspection for everyone). The interface
+//! description is kept in `systemd/org.seesaw.Updater1.xml`.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use zbus::object_server::SignalEmitter;
+use zbus::zvariant::{OwnedValue, Value};
+
+use crate::install::{Phase as WritePhase, Progress};
+use crate::slot::Slot;
+use crate::updater::{InstallOptions, UpdateError, Updater};
+
+/// The well-known bus name.
+pub const BUS_NAME: &str = "org.seesaw.Updater1";
+/// The object path.
+pub const OBJECT_PATH: &str = "/org/seesaw/Updater1";
+/// The interface name.
+pub const INTERFACE: &str = "org.seesaw.Updater1";
+
+/// The `Progress` property: (percent, bytes done, bytes total, message).
+pub type ProgressValue = (i32, u64, u64, String);
+
+/// Errors returned to D-Bus callers, named `org.seesaw.Updater1.Error.<Variant>`.
+/// Stable: clients match on these names; never rename.
+#[derive(Debug, zbus::DBusError)]
+#[zbus(prefix = "org.seesaw.Updater1.Error")]
+pub enum ServiceError {
+    /// A D-Bus failure.
+    #[zbus(error)]
+    ZBus(zbus::Error),
+    /// Another operation is in progress.
+    Busy(String),
+    /// The bundle was refused (signature, manifest, policy, chunk hash).
+    Rejected(String),
+    /// The configuration or trust keys are unusable.
+    Config(String),
+    /// The bootloader environment could not be read or written.
+    Environment(String),
+    /// A slot, the state or another file could not be read or written.
+    IO(String),
+    /// Not allowed in the current state (e.g. an uncommitted trial runs).
+    State(String),
+    /// Arguments that make no sense (unknown mark state, slot name, option).
+    InvalidArgs(String),
+}
+
+impl ServiceError {
+    fn from_update(e: &UpdateError) -> ServiceError {
+        use crate::cli::exit;
+        let msg = format!("{e:#}");
+        match crate::cli::exit_status_of(e) {
+            exit::REJECTED => ServiceError::Rejected(msg),
+            exit::CONFIG => ServiceError::Config(msg),
+            exit::ENVIRONMENT => ServiceError::Environment(msg),
+            exit::STATE => ServiceError::State(msg),
+            _ => ServiceError::IO(msg),
+        }
+    }
+}
+
+/// What clients can read, shared with the worker threads.
+#[derive(Debug, Clone)]
+struct Live {
+    operation: String,
+    progress: (i32, u64, u64, String),
+    last_error: String,
+    busy: bool,
+}
+
+/// The `org.seesaw.Updater1` object.
+pub struct UpdaterService {
+    config: PathBuf,
+    live: Arc<Mutex<Live>>,
+    cancel: Arc<AtomicBool>,
+}
+
+fn lock(live: &Mutex<Live>) -> std::sync::MutexGuard<'_, Live> {
+    live.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl UpdaterService {
+    /// A service for the device configured in `config`, starting in `operation`.
+    pub fn new(config: PathBuf, operation: &str, last_error: String) -> UpdaterService {
+        UpdaterService {
+            config,
+            live: Arc::new(Mutex::new(Live {
+                operation: operation.to_string(),
+                progress: (0, 0, 0, String::new()),
+                last_error,
+                busy: false,
+            })),
+            cancel: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Sets the `Operation` property (the caller emits the change).
+    pub fn set_operation(&self, op: &str) {
+        lock(&self.live).operation = op.to_string();
+    }
+
+    /// Sets the `LastError` property (the caller emits the change).
+    pub fn set_last_error(&self, e: &str) {
+        lock(&self.live).last_error = e.to_string();
+    }
+
+    /// Marks the service busy (health gate running) or free.
+    pub fn set_busy(&self, busy: bool) -> bool {
+        let mut l = lock(&self.live);
+        let was = l.busy;
+        l.busy = busy;
+        was
+    }
+
+    /// The cancel flag of the running install (for SIGTERM).
+    pub fn cancel_flag(&self) -> Arc<AtomicBool> {
+        self.cancel.clone()
+    }
+
+    /// Whether an operation is running.
+    pub fn busy(&self) -> bool {
+        lock(&self.live).busy
+    }
+
+    fn updater(config: &std::path::Path) -> Result<Updater, UpdateError> {
+        let mut u = Updater::open(config)?;
+        u.record_failures(true);
+        Ok(u)
+    }
+}
+
+/// Sends byte progress from the install threads to the async side.
+struct WatchProgress(tokio::sync::watch::Sender<(u64, u64, u64)>);
+
+impl Progress for WatchProgress {
+    fn update(&self, phase: WritePhase, done: u64, total: u64) {
+        self.0.send_modify(|p| {
+            match phase {
+                WritePhase::Write => p.0 = done,
+                WritePhase::Verify => p.1 = done,
+            }
+            p.2 = total;
+        });
+    }
+}
+
+fn value(v: Value<'_>) -> OwnedValue {
+    // Plain strings, integers and booleans always convert.
+    OwnedValue::try_from(v).unwrap_or_else(|_| OwnedValue::from(0u8))
+}
+
+fn option_bool(options: &HashMap<String, OwnedValue>, key: &str) -> Result<bool, ServiceError> {
+    match options.get(key) {
+        None => Ok(false),
+        Some(v) => bool::try_from(v)
+            .map_err(|_| ServiceError::InvalidArgs(format!("option {key:?} must be a boolean"))),
+    }
+}
+
+#[zbus::interface(name = "org.seesaw.Updater1")]
+impl UpdaterService {
+    /// Installs the bundle at `source` (a local path; `file://` URLs too)
+    /// into the inactive slot. Returns at once; progress is in `Progress`,
+    /// the end is signalled by `Completed`. Options: `force` (b) installs a
+    /// deny-listed version.
+    async fn install(
+        &self,
+        source: String,
+        options: HashMap<String, OwnedValue>,
+        #[zbus(connection)] conn: &zbus::Connection,
+    ) -> Result<(), ServiceError> {
+        for key in options.keys() {
+            if key != "force" {
+                return Err(ServiceError::InvalidArgs(format!("unknown option {key:?}")));
+            }
+        }
+        let force = option_bool(&options, "force")?;
+        let path = match source.strip_prefix("file://") {
+            Some(p) => PathBuf::from(p),
+            None if source.contains("://") => {
+                return Err(ServiceError::InvalidArgs(format!(
+                    "unsupported source {source:?}: give a local path or file:// URL"
+                )))
+            }
+            None => PathBuf::from(&source),
+        };
+        if !path.is_absolute() {
+            return Err(ServiceError::InvalidArgs(format!(
+                "source {source:?} must be an absolute path"
+            )));
+        }
+        {
+            let mut l = lock(&self.live);
+            if l.busy {
+                return Err(ServiceError::Busy(format!(
+                    "busy: operation {} is in progress",
+                    l.operation
+                )));
+            }
+            l.busy = true;
+            l.operation = "installing".into();
+            l.progress = (0, 0, 0, "verifying bundle".into());
+        }
+        self.cancel.store(false, Ordering::SeqCst);
+        let conn = conn.clone();
+        let config = self.config.clone();
+        let live = self.live.clone();
+        let cancel = self.cancel.clone();
+        tokio::spawn(async move {
+            run_install(conn, config, path, force, live, cancel).await;
+        });
+        Ok(())
+    }
+
+    /// Cancels the running install: it stops within about a second, the
+    /// environment is not touched and the slot is left marked as not
+    /// installed. An error if nothing is being installed.
+    async fn cancel(&self) -> Result<(), ServiceError> {
+        let l = lock(&self.live);
+        if !(l.busy && l.operation == "installing") {
+            return Err(ServiceError::State("no install is in progress".into()));
+        }
+        self.cancel.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Marks a slot: `state` is `good` (commit the booted slot) or `bad`;
+    /// `slot` is `A`, `B`, `booted` or empty (the booted slot), or `other`.
+    /// Returns the slot marked and a message.
+    #[zbus(out_args("slot", "message"))]
+    async fn mark(&self, state: String, slot: String) -> Result<(String, String), ServiceError> {
+        let good = match state.as_str() {
+            "good" => true,
+            "bad" => false,
+            other => {
+                return Err(ServiceError::InvalidArgs(format!(
+                    "state must be good or bad, not {other:?}"
+                )))
+            }
+        };
+        if lock(&self.live).busy {
+            return Err(ServiceError::Busy(
+                "busy: an operation is in progress".into(),
+            ));
+        }
+        let config = self.config.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let mut u =
+                UpdaterService::updater(&config).map_err(|e| ServiceError::from_update(&e))?;
+            let booted = u.booted_slot().map_err(|e| ServiceError::from_update(&e))?;
+            let target = match slot.as_str() {
+                "" | "booted" => booted,
+                "other" => booted.other(),
+                s => s
+                    .parse::<Slot>()
+                    .map_err(|e| ServiceError::InvalidArgs(e.to_string()))?,
+            };
+            if good && target != booted {
+                return Err(ServiceError::InvalidArgs(format!(
+                    "only the booted slot {booted} can be marked good"
+                )));
+            }
+            let now = OffsetDateTime::now_utc();
+            let report = if good {
+                u.mark_good(now)
+            } else {
+                u.mark_bad(Some(target), now)
+            };
+            report.map_err(|e| ServiceError::from_update(&e))
+        })
+        .await
+        .map_err(|e| ServiceError::IO(e.to_string()))??;
+        Ok((result.slot.name().to_string(), result.message))
+    }
+
+    /// Both slots: `(name, {device, tries_left, booted, primary, version,
+    /// security_version, intact})`; absent keys are unknown.
+    #[zbus(out_args("slots"))]
+    async fn get_slot_status(
+        &self,
+    ) -> Result<Vec<(String, HashMap<String, OwnedValue>)>, ServiceError> {
+        let config = self.config.clone();
+        let status = tokio::task::spawn_blocking(move || Updater::open(&config)?.status())
+            .await
+            .map_err(|e| ServiceError::IO(e.to_string()))?
+            .map_err(|e| ServiceError::from_update(&e))?;
+        Ok(status
+            .slots
+            .iter()
+            .map(|s| {
+                let mut m = HashMap::new();
+                m.insert(
+                    "device".into(),
+                    value(Value::from(s.device.display().to_string())),
+                );
+                m.insert(
+                    "tries_left".into(),
+                    value(Value::from(u32::from(s.tries_left))),
+                );
+                m.insert("booted".into(), value(Value::from(s.booted)));
+                m.insert(
+                    "primary".into(),
+                    value(Value::from(status.primary == Some(s.slot))),
+                );
+                if let Some(v) = &s.version {
+                    m.insert("version".into(), value(Value::from(v.clone())));
+                }
+                if let Some(v) = s.security_version {
+                    m.insert("security_version".into(), value(Value::from(v)));
+                }
+                if let Some(v) = s.intact {
+                    m.insert("intact".into(), value(Value::from(v)));
+                }
+                (s.slot.name().to_string(), m)
+            })
+            .collect())
+    }
+
+    /// `idle`, `installing`, `awaiting-reboot` or `trial`.
+    #[zbus(property)]
+    async fn operation(&self) -> String {
+        lock(&self.live).operation.clone()
+    }
+
+    /// (percent, bytes done, bytes total, message) of the running install.
+    #[zbus(property)]
+    async fn progress(&self) -> (i32, u64, u64, String) {
+        lock(&self.live).progress.clone()
+    }
+
+    /// Why the last operation failed; empty after a success.
+    #[zbus(property)]
+    async fn last_error(&self) -> String {
+        lock(&self.live).last_error.clone()
+    }
+
+    /// The running slot (`A` or `B`).
+    #[zbus(property)]
+    async fn boot_slot(&self) -> String {
+        let config = self.config.clone();
+        tokio::task::spawn_blocking(move || {
+            Updater::open(&config)
+                .and_then(|u| u.booted_slot())
+                .map(|s| s.name().to_string())
+                .unwrap_or_default()
+        })
+        .await
+        .unwrap_or_default()
+    }
+
+    /// The slot U-Boot will try first (`A`, `B`, or empty if none).
+    #[zbus(property)]
+    async fn primary_slot(&self) -> String {
+        let config = self.config.clone();
+        tokio::task::spawn_blocking(move || {
+            Updater::open(&config)
+                .and_then(|u| u.status())
+                .ok()
+                .and_then(|s| s.primary)
+                .map(|s| s.name().to_string())
+                .unwrap_or_default()
+        })
+        .await
+        .unwrap_or_default()
+    }
+
+    /// This device's compatible string.
+    #[zbus(property)]
+    async fn compatible(&self) -> String {
+        crate::config::Config::load(&self.config)
+            .map(|c| c.compatible)
+            .unwrap_or_default()
+    }
+
+    /// The version running in the booted slot, if seesaw installed it.
+    #[zbus(property)]
+    async fn version(&self) -> String {
+        let config = self.config.clone();
+        tokio::task::spawn_blocking(move || {
+            Updater::open(&config)
+                .and_then(|u| u.status())
+                .ok()
+                .and_then(|s| {
+                    s.slots
+                        .into_iter()
+                        .find(|x| x.booted)
+                        .and_then(|x| x.version)
+                })
+                .unwrap_or_default()
+        })
+        .await
+        .unwrap_or_default()
+    }
+
+    /// An install ended: `result` 0 on success, otherwise the CLI exit
+    /// status for the error; `message` says what happened.
+    #[zbus(signal)]
+    pub async fn completed(
+        emitter: &SignalEmitter<'_>,
+        result: i32,
+        message: &str,
+    ) -> zbus::Result<()>;
+}
+
+/// Emits `PropertiesChanged` for the live properties.
+pub async fn emit_live_changes(conn: &zbus::Connection) {
+    let Ok(iface) = conn
+        .object_server()
+        .interface::<_, UpdaterService>(OBJECT_PATH)
+        .await
+    else {
+        return;
+    };
+    let emitter = iface.signal_emitter();
+    let svc = iface.get().await;
+    let _ = svc.operation_changed(emitter).await;
+    let _ = svc.progress_changed(emitter).await;
+    let _ = svc.last_error_changed(emitter).await;
+    let _ = svc.primary_slot_changed(emitter).await;
+    let _ = svc.version_changed(emitter).await;
+}
+
+async fn run_install(
+    conn: zbus::Connection,
+    config: PathBuf,
+    path: PathBuf,
+    force: bool,
+    live: Arc<Mutex<Live>>,
+    cancel: Arc<AtomicBool>,
+) {
+    use crate::events;
+    events::log_event(
+        events::INSTALL_STARTED,
+        log::Level::Info,
+        None,
+        None,
+        None,
+        &format!("install of {} started", path.display()),
+    );
+    emit_live_changes(&conn).await;
+    let (tx, mut rx) = tokio::sync::watch::channel((0u64, 0u64, 0u64));
+    let config2 = config.clone();
+    let work = tokio::task::spawn_blocking(move || {
+        let mut u = UpdaterService::updater(&config2)?;
+        u.install(
+            &path,
+            &InstallOptions { threads: 0, force },
+            &WatchProgress(tx),
+            &cancel,
+            OffsetDateTime::now_utc(),
+        )
+    });
+    // Forward progress at most every 200 ms until the worker ends.
+    let forward = {
+        let conn = conn.clone();
+        let live = live.clone();
+        async move {
+            while rx.changed().await.is_ok() {
+                let (written, verified, total) = *rx.borrow_and_update();
+                {
+                    let mut l = lock(&live);
+                    // Both passes count half: writing, and reading back.
+                    let done = (written + verified) / 2;
+                    let pct = (done * 100).checked_div(total).unwrap_or(0) as i32;
+                    l.progress = (
+                        pct,
+                        done,
+                        total,
+                        "verifying, writing and reading back".into(),
+                    );
+                }
+                if let Ok(iface) = conn
+                    .object_server()
+                    .interface::<_, UpdaterService>(OBJECT_PATH)
+                    .await
+                {
+                    let _ = iface
+                        .get()
+                        .await
+                        .progress_changed(iface.signal_emitter())
+                        .await;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    let (result, ()) = tokio::join!(work, forward);
+    let result = result.unwrap_or_else(|e| {
+        Err(UpdateError::Install(
+            crate::install::InstallError::ReadPayload {
+                index: 0,
+                source_name: "worker".into(),
+                source: std::io::Error::other(e.to_string()),
+            },
+        ))
+    });
+    let (code, message) = match &result {
+        Ok(r) => {
+            let m = format!(
+                "installed {} into slot {}; reboot to try it",
+                r.version, r.slot
+            );
+            events::log_event(
+                events::INSTALL_COMPLETED,
+                log::Level::Info,
+                Some(r.slot),
+                Some(&r.version),
+                None,
+                &m,
+            );
+            (0, m)
+        }
+        Err(e) => {
+            let m = format!("install failed: {e:#}");
+            events::log_event(
+                events::INSTALL_FAILED,
+                log::Level::Error,
+                None,
+                None,
+                Some(&format!("{e:#}")),
+                &m,
+            );
+            (crate::cli::exit_status_of(e), m)
+        }
+    };
+    let operation = tokio::task::spawn_blocking(move || {
+        Updater::open(&config)
+            .and_then(|u| u.phase())
+            .map(|p| p.name())
+            .unwrap_or("idle")
+    })
+    .await
+    .unwrap_or("idle");
+    {
+        let mut l = lock(&live);
+        l.busy = false;
+        l.operation = operation.to_string();
+        l.last_error = if code == 0 {
+            String::new()
+        } else {
+            message.clone()
+        };
+        if code == 0 {
+            l.progress = (100, l.progress.2, l.progress.2, message.clone());
+        } else {
+            l.progress.3 = message.clone();
+        }
+    }
+    emit_live_changes(&conn).await;
+    if let Ok(iface) = conn
+        .object_server()
+        .interface::<_, UpdaterService>(OBJECT_PATH)
+        .await
+    {
+        let _ = UpdaterService::completed(iface.signal_emitter(), code, &message).await;
+    }
+}
+
+/// The client side of `org.seesaw.Updater1`, for the CLI.
+#[zbus::proxy(
+    interface = "org.seesaw.Updater1",
+    default_service = "org.seesaw.Updater1",
+    default_path = "/org/seesaw/Updater1"
+)]
+pub trait Updater1 {
+    /// See [`UpdaterService::install`].
+    fn install(&self, source: &str, options: HashMap<&str, Value<'_>>) -> zbus::Result<()>;
+    /// See [`UpdaterService::cancel`].
+    fn cancel(&self) -> zbus::Result<()>;
+    /// See [`UpdaterService::mark`].
+    fn mark(&self, state: &str, slot: &str) -> zbus::Result<(String, String)>;
+    /// See [`UpdaterService::get_slot_status`].
+    fn get_slot_status(&self) -> zbus::Result<Vec<(String, HashMap<String, OwnedValue>)>>;
+    /// `Operation`.
+    #[zbus(property)]
+    fn operation(&self) -> zbus::Result<String>;
+    /// `Progress`.
+    #[zbus(property)]
+    fn progress(&self) -> zbus::Result<(i32, u64, u64, String)>;
+    /// `LastError`.
+    #[zbus(property)]
+    fn last_error(&self) -> zbus::Result<String>;
+    /// `Completed`.
+    #[zbus(signal)]
+    fn completed(&self, result: i32, message: String) -> zbus::Result<()>;
+}
