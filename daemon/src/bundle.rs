@@ -25,7 +25,7 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use crate::manifest::{self, Chunk, Compression, Image, Manifest, ManifestError};
-use crate::trust::{Envelope, PrivateKey, TrustError, TrustPolicy, MANIFEST_PAYLOAD_TYPE};
+use crate::trust::{Envelope, Signer, TrustError, TrustPolicy, MANIFEST_PAYLOAD_TYPE};
 
 /// The 8 magic bytes a bundle starts with.
 pub const MAGIC: &[u8; 8] = b"SEESAWB1";
@@ -130,14 +130,14 @@ pub struct CreateOptions {
 }
 
 /// Creates a one-file bundle at `output` from the image file `image`, signed
-/// by every key in `keys`. Memory is bounded (a few chunks per thread) and the
+/// by every signer in `keys`. Memory is bounded (a few chunks per thread) and the
 /// result is written to a temporary file renamed into place.
 ///
 /// Errors: [`BundleError::Io`], [`BundleError::InvalidOption`],
 /// [`BundleError::Compress`], [`BundleError::Manifest`] (e.g. non-semver version).
 pub fn create(
     image: &Path,
-    keys: &[PrivateKey],
+    keys: &[&dyn Signer],
     opts: &CreateOptions,
     output: &Path,
 ) -> Result<Manifest, BundleError> {
@@ -186,8 +186,7 @@ pub fn create(
             }],
         };
         manifest.validate()?;
-        let key_refs: Vec<&PrivateKey> = keys.iter().collect();
-        let env = Envelope::sign(MANIFEST_PAYLOAD_TYPE, &manifest.to_json(), &key_refs);
+        let env = Envelope::sign_with(MANIFEST_PAYLOAD_TYPE, &manifest.to_json(), keys)?;
         write_bundle(output, &env, &payload_file, &payload_path, 0, payload_size)?;
         Ok(manifest)
     })();
@@ -498,7 +497,7 @@ impl RawBundle {
     /// (temporary file, fsync, rename); existing signatures stay as they are.
     ///
     /// Errors: [`BundleError::Io`], [`BundleError::Trust`].
-    pub fn countersign(mut self, key: &PrivateKey) -> Result<(), BundleError> {
+    pub fn countersign(mut self, key: &dyn Signer) -> Result<(), BundleError> {
         self.envelope.countersign(key)?;
         let payload_len = self.file_len - self.payload_start;
         write_bundle(

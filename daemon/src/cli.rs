@@ -20,7 +20,7 @@ use crate::client::Client;
 use crate::config::{Config, DEFAULT_CONFIG_PATH};
 use crate::install::{Phase, Progress};
 use crate::slot::Slot;
-use crate::trust::{PrivateKey, TrustError};
+use crate::trust::{PrivateKey, PublicKey, Signer, TrustError};
 use crate::updater::{InstallOptions, UpdateError, Updater};
 
 /// Exit statuses of `seesaw`. Stable: scripts rely on them; never renumber.
@@ -104,6 +104,41 @@ pub enum Command {
     },
 }
 
+/// Signing with keys kept outside this machine (an HSM, a signing service).
+#[derive(Debug, clap::Args)]
+pub struct ExternalSigning {
+    /// A command run with `sh -c`: it reads the bytes to sign on standard
+    /// input and prints the 64-byte ed25519 signature, base64, on standard
+    /// output. Repeat for several signers, each with its --sign-pubkey.
+    #[arg(long = "sign-command", requires = "sign_pubkeys")]
+    pub sign_commands: Vec<String>,
+    /// The public key (SubjectPublicKeyInfo PEM) of each --sign-command, in
+    /// the same order; every signature is checked against it.
+    #[arg(long = "sign-pubkey")]
+    pub sign_pubkeys: Vec<PathBuf>,
+}
+
+impl ExternalSigning {
+    fn signers(&self) -> anyhow::Result<Vec<crate::trust::ExternalSigner>> {
+        if self.sign_commands.len() != self.sign_pubkeys.len() {
+            return Err(BundleError::InvalidOption(
+                "give one --sign-pubkey for each --sign-command".into(),
+            )
+            .into());
+        }
+        self.sign_commands
+            .iter()
+            .zip(&self.sign_pubkeys)
+            .map(|(cmd, key)| {
+                Ok(crate::trust::ExternalSigner::new(
+                    cmd,
+                    PublicKey::load(key)?,
+                ))
+            })
+            .collect()
+    }
+}
+
 /// `seesaw bundle …`
 #[derive(Debug, Subcommand)]
 pub enum BundleCommand {
@@ -131,8 +166,10 @@ pub enum BundleCommand {
         #[arg(long, default_value_t = bundle::DEFAULT_ZSTD_LEVEL)]
         zstd_level: i32,
         /// Private key (PKCS#8 PEM); repeat to sign with several.
-        #[arg(long = "key", required = true)]
+        #[arg(long = "key")]
         keys: Vec<PathBuf>,
+        #[command(flatten)]
+        external: ExternalSigning,
         /// Output file.
         #[arg(long)]
         output: PathBuf,
@@ -140,8 +177,10 @@ pub enum BundleCommand {
     /// Add a countersignature, keeping existing ones.
     Sign {
         /// Private key (PKCS#8 PEM).
-        #[arg(long)]
-        key: PathBuf,
+        #[arg(long, required_unless_present = "sign_commands")]
+        key: Option<PathBuf>,
+        #[command(flatten)]
+        external: ExternalSigning,
         /// The bundle, rewritten in place atomically.
         bundle: PathBuf,
     },
@@ -409,6 +448,7 @@ fn run_bundle(cmd: BundleCommand, config: &Path, now: OffsetDateTime) -> anyhow:
             chunk_size,
             zstd_level,
             keys,
+            external,
             output,
         } => {
             let expires = expires
@@ -425,10 +465,13 @@ fn run_bundle(cmd: BundleCommand, config: &Path, now: OffsetDateTime) -> anyhow:
                 .iter()
                 .map(|k| PrivateKey::load(k))
                 .collect::<Result<Vec<_>, _>>()?;
+            let external = external.signers()?;
+            let mut signers: Vec<&dyn Signer> = keys.iter().map(|k| k as &dyn Signer).collect();
+            signers.extend(external.iter().map(|k| k as &dyn Signer));
             let started = Instant::now();
             let m = bundle::create(
                 &image,
-                &keys,
+                &signers,
                 &CreateOptions {
                     compatible,
                     version,
@@ -453,10 +496,19 @@ fn run_bundle(cmd: BundleCommand, config: &Path, now: OffsetDateTime) -> anyhow:
             );
             Ok(())
         }
-        BundleCommand::Sign { key, bundle } => {
-            let key = PrivateKey::load(&key)?;
-            RawBundle::open(&bundle)?.countersign(&key)?;
-            eprintln!("added a signature by key {}", key.public().keyid());
+        BundleCommand::Sign {
+            key,
+            external,
+            bundle,
+        } => {
+            let key = key.map(|k| PrivateKey::load(&k)).transpose()?;
+            let external = external.signers()?;
+            let mut signers: Vec<&dyn Signer> = key.iter().map(|k| k as &dyn Signer).collect();
+            signers.extend(external.iter().map(|k| k as &dyn Signer));
+            for signer in signers {
+                RawBundle::open(&bundle)?.countersign(signer)?;
+                eprintln!("added a signature by key {}", signer.public().keyid());
+            }
             Ok(())
         }
         BundleCommand::Verify { bundle } => {

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
-use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
+use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -74,6 +74,14 @@ pub enum TrustError {
         threshold: usize,
         /// Distinct keys of this role with a valid signature.
         found: usize,
+    },
+    /// An external signing command failed or returned a bad signature.
+    #[error("signing command `{command}` failed: {reason}")]
+    ExternalSigner {
+        /// The command.
+        command: String,
+        /// What went wrong.
+        reason: String,
     },
     /// The policy itself is unusable (no roles, threshold 0 or above the key count).
     #[error("invalid trust policy: {0}")]
@@ -198,6 +206,94 @@ impl PrivateKey {
     }
 }
 
+/// Something that makes ed25519 signatures: a key file, or an external
+/// command that keeps the key elsewhere (an HSM, a signing service).
+pub trait Signer {
+    /// The public key the signatures verify with.
+    fn public(&self) -> PublicKey;
+    /// A 64-byte ed25519 signature over `message`.
+    ///
+    /// Errors: [`TrustError::ExternalSigner`] for a failing command.
+    fn sign_message(&self, message: &[u8]) -> Result<[u8; 64], TrustError>;
+}
+
+impl Signer for PrivateKey {
+    fn public(&self) -> PublicKey {
+        PrivateKey::public(self)
+    }
+    fn sign_message(&self, message: &[u8]) -> Result<[u8; 64], TrustError> {
+        Ok(self.sign(message))
+    }
+}
+
+/// A signer that runs `sh -c COMMAND`, writes the bytes to sign (the DSSE
+/// PAE) to its standard input and reads the signature as base64 (the 64 raw
+/// bytes) from its standard output. Every signature is checked against
+/// `public` before it is used, so a wrong key or a broken signer fails at
+/// build time, not on the device.
+pub struct ExternalSigner {
+    command: String,
+    public: PublicKey,
+}
+
+impl ExternalSigner {
+    /// A signer running `command`, whose key's public half is `public`.
+    pub fn new(command: &str, public: PublicKey) -> ExternalSigner {
+        ExternalSigner {
+            command: command.to_string(),
+            public,
+        }
+    }
+}
+
+impl Signer for ExternalSigner {
+    fn public(&self) -> PublicKey {
+        self.public.clone()
+    }
+
+    fn sign_message(&self, message: &[u8]) -> Result<[u8; 64], TrustError> {
+        use std::io::Write as _;
+        use std::process::{Command, Stdio};
+        let fail = |reason: String| TrustError::ExternalSigner {
+            command: self.command.clone(),
+            reason,
+        };
+        let mut child = Command::new("/bin/sh")
+            .arg("-c")
+            .arg(&self.command)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| fail(format!("cannot start: {e}")))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin
+                .write_all(message)
+                .map_err(|e| fail(format!("cannot write the message: {e}")))?;
+        }
+        let out = child
+            .wait_with_output()
+            .map_err(|e| fail(format!("cannot read the signature: {e}")))?;
+        if !out.status.success() {
+            return Err(fail(format!("exited with {}", out.status)));
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        let raw = B64
+            .decode(text.trim().as_bytes())
+            .map_err(|e| fail(format!("output is not base64: {e}")))?;
+        let sig: [u8; 64] = raw
+            .as_slice()
+            .try_into()
+            .map_err(|_| fail(format!("signature is {} bytes, not 64", raw.len())))?;
+        if !self.public.verify(message, &sig) {
+            return Err(fail(
+                "the signature does not verify with the given public key".into(),
+            ));
+        }
+        Ok(sig)
+    }
+}
+
 fn read_key_file(path: &Path) -> Result<String, TrustError> {
     std::fs::read_to_string(path).map_err(|source| TrustError::ReadKey {
         path: path.to_path_buf(),
@@ -247,34 +343,53 @@ pub struct EnvelopeSignature {
 impl Envelope {
     /// Signs `payload` with each key in `keys` (at least one is expected).
     pub fn sign(payload_type: &str, payload: &[u8], keys: &[&PrivateKey]) -> Envelope {
+        let signers: Vec<&dyn Signer> = keys.iter().map(|k| *k as &dyn Signer).collect();
+        // Key files cannot fail to sign.
+        Envelope::sign_with(payload_type, payload, &signers).unwrap_or_else(|_| Envelope {
+            payload_type: payload_type.to_string(),
+            payload: B64.encode(payload),
+            signatures: Vec::new(),
+        })
+    }
+
+    /// Signs `payload` with each signer.
+    ///
+    /// Errors: [`TrustError::ExternalSigner`].
+    pub fn sign_with(
+        payload_type: &str,
+        payload: &[u8],
+        signers: &[&dyn Signer],
+    ) -> Result<Envelope, TrustError> {
         let mut env = Envelope {
             payload_type: payload_type.to_string(),
             payload: B64.encode(payload),
             signatures: Vec::new(),
         };
         let message = pae(payload_type, payload);
-        for key in keys {
-            env.push_signature(key, &message);
+        for signer in signers {
+            env.push_signature(*signer, &message)?;
         }
-        env
+        Ok(env)
     }
 
-    fn push_signature(&mut self, key: &PrivateKey, message: &[u8]) {
+    fn push_signature(&mut self, signer: &dyn Signer, message: &[u8]) -> Result<(), TrustError> {
+        let sig = signer.sign_message(message)?;
         self.signatures.push(EnvelopeSignature {
-            keyid: key.public().keyid(),
-            sig: B64.encode(key.sign(message)),
+            keyid: signer.public().keyid(),
+            sig: B64.encode(sig),
         });
+        Ok(())
     }
 
     /// Adds a countersignature over the same payload; existing signatures are
     /// kept exactly as they are.
     ///
-    /// Errors: [`TrustError::MalformedEnvelope`] if the payload is not base64.
-    pub fn countersign(&mut self, key: &PrivateKey) -> Result<(), TrustError> {
+    /// Errors: [`TrustError::MalformedEnvelope`] if the payload is not base64,
+    /// [`TrustError::ExternalSigner`].
+    pub fn countersign(&mut self, signer: &dyn Signer) -> Result<(), TrustError> {
         let payload = self.payload_bytes()?;
         let message = pae(&self.payload_type, &payload);
-        self.push_signature(key, &message);
-        Ok(())
+        self.push_signature(signer, &message)
     }
 
     /// Parses envelope JSON. Unknown fields and duplicate keys are refused.

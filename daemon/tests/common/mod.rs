@@ -168,7 +168,7 @@ impl Board {
         let out = self.path(name);
         bundle::create(
             &self.image,
-            &[PrivateKey::from_seed(&[1; 32])],
+            &[&self.release],
             &CreateOptions {
                 compatible: compatible.into(),
                 version: version.into(),
