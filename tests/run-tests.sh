@@ -18,5 +18,7 @@ echo "== simulated board: full update cycle"
 bash tests/simulated-board.sh "$repo/work/ci-simulated-board"
 echo "== Yocto layer: oelint-adv, crates .inc in sync, layout consistency"
 bash tests/yocto-checks.sh
+echo "== cargo deny: licenses, bans, sources"
+bash tests/deny.sh
 echo "== cargo test"
 cargo test --workspace 2>&1

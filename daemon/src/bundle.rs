@@ -129,21 +129,39 @@ pub struct CreateOptions {
     pub threads: usize,
 }
 
-/// Creates a one-file bundle at `output` from the image file `image`, signed
-/// by every signer in `keys`. Memory is bounded (a few chunks per thread) and the
-/// result is written to a temporary file renamed into place.
+/// The network layout's envelope file name.
+pub const NETWORK_ENVELOPE: &str = "manifest.dsse.json";
+/// The network layout's payload file name.
+pub const NETWORK_PAYLOAD: &str = "rootfs.payload";
+
+/// Where `bundle create` writes: a one-file bundle, a network layout
+/// directory ([`NETWORK_ENVELOPE`] + [`NETWORK_PAYLOAD`]), or both.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Outputs<'a> {
+    /// The one-file bundle.
+    pub file: Option<&'a Path>,
+    /// The network layout directory (created if missing).
+    pub dir: Option<&'a Path>,
+}
+
+/// Creates a bundle from the image file `image`, signed by every signer in
+/// `keys`: a one-file bundle and/or a network layout, each with its own
+/// signed manifest (they differ in `payload_file`). Memory is bounded (a few
+/// chunks per thread); files are written to temporary names and renamed into
+/// place. Returns the manifest of the first output.
 ///
 /// Errors: [`BundleError::Io`], [`BundleError::InvalidOption`],
-/// [`BundleError::Compress`], [`BundleError::Manifest`] (e.g. non-semver version).
+/// [`BundleError::Compress`], [`BundleError::Manifest`] (e.g. non-semver
+/// version), [`BundleError::Trust`] (an external signer failed).
 pub fn create(
     image: &Path,
     keys: &[&dyn Signer],
     opts: &CreateOptions,
-    output: &Path,
+    outputs: Outputs<'_>,
 ) -> Result<Manifest, BundleError> {
     if keys.is_empty() {
         return Err(BundleError::InvalidOption(
-            "at least one --key is needed".into(),
+            "at least one --key or --sign-command is needed".into(),
         ));
     }
     if !(1..=22).contains(&opts.zstd_level) {
@@ -152,9 +170,21 @@ pub fn create(
             opts.zstd_level
         )));
     }
+    let anchor = match (outputs.file, outputs.dir) {
+        (Some(f), _) => f.to_path_buf(),
+        (None, Some(d)) => {
+            std::fs::create_dir_all(d).map_err(io("create", d))?;
+            d.join(NETWORK_PAYLOAD)
+        }
+        (None, None) => {
+            return Err(BundleError::InvalidOption(
+                "give --output FILE, --output-dir DIR or both".into(),
+            ))
+        }
+    };
     let src = File::open(image).map_err(io("open", image))?;
     let size = src.metadata().map_err(io("stat", image))?.len();
-    let payload_path = tmp_path(output, "payload");
+    let payload_path = tmp_path(&anchor, "payload");
     let payload_file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -183,12 +213,38 @@ pub fn create(
                 compression: Compression::Zstd,
                 payload_offset: 0,
                 payload_size,
+                payload_file: None,
             }],
         };
         manifest.validate()?;
-        let env = Envelope::sign_with(MANIFEST_PAYLOAD_TYPE, &manifest.to_json(), keys)?;
-        write_bundle(output, &env, &payload_file, &payload_path, 0, payload_size)?;
-        Ok(manifest)
+        let mut first = None;
+        if let Some(output) = outputs.file {
+            let env = Envelope::sign_with(MANIFEST_PAYLOAD_TYPE, &manifest.to_json(), keys)?;
+            write_bundle(output, &env, &payload_file, &payload_path, 0, payload_size)?;
+            first = Some(manifest.clone());
+        }
+        if let Some(dir) = outputs.dir {
+            let mut m = manifest.clone();
+            m.images[0].payload_file = Some(NETWORK_PAYLOAD.into());
+            m.validate()?;
+            let env = Envelope::sign_with(MANIFEST_PAYLOAD_TYPE, &m.to_json(), keys)?;
+            std::fs::create_dir_all(dir).map_err(io("create", dir))?;
+            payload_file
+                .sync_all()
+                .map_err(io("fsync", &payload_path))?;
+            let payload = dir.join(NETWORK_PAYLOAD);
+            if outputs.file.is_some() {
+                std::fs::copy(&payload_path, &payload).map_err(io("copy payload to", &payload))?;
+            } else {
+                std::fs::rename(&payload_path, &payload).map_err(io("rename to", &payload))?;
+            }
+            let envelope = dir.join(NETWORK_ENVELOPE);
+            let tmp = tmp_path(&envelope, "new");
+            std::fs::write(&tmp, env.to_json()).map_err(io("write", &tmp))?;
+            std::fs::rename(&tmp, &envelope).map_err(io("rename to", &envelope))?;
+            first.get_or_insert(m);
+        }
+        first.ok_or_else(|| BundleError::InvalidOption("no output".into()))
     })();
     let _ = std::fs::remove_file(&payload_path);
     result
@@ -476,7 +532,11 @@ impl RawBundle {
 
     fn check_length(&self, m: &Manifest) -> Result<(), BundleError> {
         let img = m.rootfs();
-        let expected = self.payload_start + img.payload_offset + img.payload_size;
+        // validate() bounds both terms, so this cannot overflow; saturate anyway.
+        let expected = self
+            .payload_start
+            .saturating_add(img.payload_offset)
+            .saturating_add(img.payload_size);
         if self.file_len < expected {
             return Err(BundleError::Truncated {
                 path: self.path.clone(),

@@ -44,6 +44,8 @@ pub mod exit {
     pub const STATE: i32 = 7;
     /// The install was cancelled.
     pub const CANCELLED: i32 = 8;
+    /// The bundle could not be fetched (network, TLS, server, budget).
+    pub const NETWORK: i32 = 9;
 }
 
 /// A/B over-the-air updater for U-Boot boards.
@@ -62,6 +64,8 @@ pub struct Cli {
 }
 
 /// The commands.
+// Parsed once per run: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Make an ed25519 key pair: PREFIX.pem (private, PKCS#8) and PREFIX.pub (SPKI).
@@ -78,8 +82,9 @@ pub enum Command {
     /// Verify a bundle and install it into the inactive slot, then flip the environment.
     /// Goes through the daemon when it runs; works standalone otherwise.
     Install {
-        /// The one-file bundle.
-        bundle: PathBuf,
+        /// A one-file bundle (path or file:// URL), or an https:// URL of a
+        /// one-file bundle or of a network layout's manifest.dsse.json.
+        bundle: String,
         /// Install even a version that rolled back before (deny-listed).
         #[arg(long)]
         force: bool,
@@ -170,9 +175,13 @@ pub enum BundleCommand {
         keys: Vec<PathBuf>,
         #[command(flatten)]
         external: ExternalSigning,
-        /// Output file.
+        /// The one-file bundle to write.
+        #[arg(long, required_unless_present = "output_dir")]
+        output: Option<PathBuf>,
+        /// Also (or instead) write the network layout into this directory:
+        /// manifest.dsse.json (the signed envelope) and rootfs.payload.
         #[arg(long)]
-        output: PathBuf,
+        output_dir: Option<PathBuf>,
     },
     /// Add a countersignature, keeping existing ones.
     Sign {
@@ -236,8 +245,14 @@ pub fn exit_status_of(e: &UpdateError) -> i32 {
             | InstallError::TooLarge { .. }
             | InstallError::ReadBackMismatch { .. },
         ) => exit::REJECTED,
+        UpdateError::Install(InstallError::ReadPayload { source_name, .. })
+            if source_name.starts_with("http") =>
+        {
+            exit::NETWORK
+        }
         UpdateError::Install(_) => exit::IO,
         UpdateError::Refused(_) => exit::STATE,
+        UpdateError::Transport(_) => exit::NETWORK,
     }
 }
 
@@ -276,7 +291,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             let progress = StderrProgress::new();
             let cancel = AtomicBool::new(false);
             let started = Instant::now();
-            let report = updater.install(
+            let report = updater.install_source(
                 &bundle,
                 &InstallOptions { threads: 0, force },
                 &progress,
@@ -450,6 +465,7 @@ fn run_bundle(cmd: BundleCommand, config: &Path, now: OffsetDateTime) -> anyhow:
             keys,
             external,
             output,
+            output_dir,
         } => {
             let expires = expires
                 .map(|e| {
@@ -482,12 +498,21 @@ fn run_bundle(cmd: BundleCommand, config: &Path, now: OffsetDateTime) -> anyhow:
                     zstd_level,
                     threads: 0,
                 },
-                &output,
+                bundle::Outputs {
+                    file: output.as_deref(),
+                    dir: output_dir.as_deref(),
+                },
             )?;
             let img = m.rootfs();
+            let written = [output.as_deref(), output_dir.as_deref()]
+                .into_iter()
+                .flatten()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(" and ");
             eprintln!(
                 "bundle {}: {} bytes of image in {} chunks, payload {} bytes ({:.1}%), {:.2} s",
-                output.display(),
+                written,
                 img.size,
                 img.chunks.len(),
                 img.payload_size,

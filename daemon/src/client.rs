@@ -112,30 +112,47 @@ impl Client {
 
     /// Asks the daemon to install `bundle` and follows it to the end.
     /// Progress goes to stderr: a bar on a terminal, JSON lines with `json`.
-    pub fn install(&self, bundle: &Path, force: bool, json: bool) -> Result<String, ClientError> {
-        let bundle = std::path::absolute(bundle).map_err(ClientError::Runtime)?;
+    pub fn install(&self, bundle: &str, force: bool, json: bool) -> Result<String, ClientError> {
+        let bundle = if bundle.contains("://") {
+            bundle.to_string()
+        } else {
+            std::path::absolute(Path::new(bundle))
+                .map_err(ClientError::Runtime)?
+                .display()
+                .to_string()
+        };
         self.rt.block_on(async {
-            let proxy = Updater1Proxy::builder(&self.conn)
-                .cache_properties(zbus::proxy::CacheProperties::No)
-                .build()
-                .await?;
+            let proxy = Updater1Proxy::new(&self.conn).await?;
             // Subscribe before asking, so no signal is missed.
             let mut completed = proxy.receive_completed().await?;
-            let mut progress = proxy.receive_progress_changed().await;
+            let props = zbus::fdo::PropertiesProxy::builder(&self.conn)
+                .destination(BUS_NAME)?
+                .path(crate::dbus::OBJECT_PATH)?
+                .build()
+                .await?;
+            let mut progress = props.receive_properties_changed().await?;
             let mut options: HashMap<&str, Value<'_>> = HashMap::new();
             if force {
                 options.insert("force", Value::from(true));
             }
             proxy
-                .install(&bundle.display().to_string(), options)
+                .install(&bundle, options)
                 .await
                 .map_err(refused)?;
             let bar = ProgressView::new(json);
             loop {
                 tokio::select! {
                     Some(change) = progress.next() => {
-                        if let Ok((pct, done, total, message)) = change.get().await {
-                            bar.update(pct, done, total, &message);
+                        let Ok(args) = change.args() else { continue };
+                        if args.interface_name.as_str() != crate::dbus::INTERFACE {
+                            continue;
+                        }
+                        if let Some(v) = args.changed_properties.get("Progress") {
+                            if let Ok((pct, done, total, message)) =
+                                <crate::dbus::ProgressValue>::try_from(v.try_to_owned().unwrap_or_else(|_| 0u8.into()))
+                            {
+                                bar.update(pct, done, total, &message);
+                            }
                         }
                     }
                     Some(signal) = completed.next() => {
@@ -214,6 +231,10 @@ impl ProgressView {
     }
 
     fn update(&self, pct: i32, done: u64, total: u64, message: &str) {
+        if total == 0 {
+            // Still verifying the bundle: nothing to measure yet.
+            return;
+        }
         if self.json {
             eprintln!(
                 "{}",

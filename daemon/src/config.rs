@@ -24,6 +24,17 @@
 //! commands = ["/usr/bin/app --self-test"] # run with /bin/sh -c; exit 0 = healthy
 //! timeout = 300                         # seconds for the whole gate
 //! degraded_ok = false                   # whether systemd's "degraded" state counts as healthy
+//! [network]                             # optional: installs from https:// URLs
+//! ca = "/etc/seesaw/ca.pem"             # the only CA server certificates may chain to
+//! client_cert = "/etc/seesaw/device.pem" # optional mutual TLS (device identity)
+//! client_key = "/etc/seesaw/device.key"
+//! connect_timeout = 15                  # seconds
+//! read_timeout = 30                     # seconds without a byte
+//! min_throughput = 4096                 # bytes/s averaged over throughput_window
+//! throughput_window = 30                # seconds
+//! retries = 8                           # reconnections in a row per stream
+//! allow_http = false                    # plain http:// (content is still signed)
+//! max_download_bytes = 0                # refuse larger downloads (0 = no limit)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -165,6 +176,9 @@ pub struct Config {
     /// The health gate.
     #[serde(default)]
     pub health: HealthConfig,
+    /// HTTPS sources.
+    #[serde(default)]
+    pub network: crate::transport::NetworkConfig,
 }
 
 fn default_cmdline() -> PathBuf {
@@ -212,6 +226,13 @@ impl Config {
         abs(&mut c.slots.b.device);
         for r in &mut c.trust.roles {
             r.keys.iter_mut().for_each(abs);
+        }
+        let n = &mut c.network;
+        for p in [&mut n.ca, &mut n.client_cert, &mut n.client_key]
+            .into_iter()
+            .flatten()
+        {
+            abs(p);
         }
         Ok(c)
     }

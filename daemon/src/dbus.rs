@@ -10,7 +10,7 @@
 //! description is kept in `systemd/org.seesaw.Updater1.xml`.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -171,8 +171,9 @@ fn option_bool(options: &HashMap<String, OwnedValue>, key: &str) -> Result<bool,
 
 #[zbus::interface(name = "org.seesaw.Updater1")]
 impl UpdaterService {
-    /// Installs the bundle at `source` (a local path; `file://` URLs too)
-    /// into the inactive slot. Returns at once; progress is in `Progress`,
+    /// Installs the bundle at `source` (an absolute path, a `file://` URL,
+    /// or an `https://` URL of a one-file bundle or of a network layout's
+    /// `manifest.dsse.json`) into the inactive slot. Returns at once; progress is in `Progress`,
     /// the end is signalled by `Completed`. Options: `force` (b) installs a
     /// deny-listed version.
     async fn install(
@@ -187,19 +188,14 @@ impl UpdaterService {
             }
         }
         let force = option_bool(&options, "force")?;
-        let path = match source.strip_prefix("file://") {
-            Some(p) => PathBuf::from(p),
-            None if source.contains("://") => {
+        let remote = source.starts_with("https://") || source.starts_with("http://");
+        if !remote {
+            let path = source.strip_prefix("file://").unwrap_or(&source);
+            if path.contains("://") || !Path::new(path).is_absolute() {
                 return Err(ServiceError::InvalidArgs(format!(
-                    "unsupported source {source:?}: give a local path or file:// URL"
-                )))
+                    "source {source:?} must be an absolute path, a file:// URL or an https:// URL"
+                )));
             }
-            None => PathBuf::from(&source),
-        };
-        if !path.is_absolute() {
-            return Err(ServiceError::InvalidArgs(format!(
-                "source {source:?} must be an absolute path"
-            )));
         }
         {
             let mut l = lock(&self.live);
@@ -219,7 +215,7 @@ impl UpdaterService {
         let live = self.live.clone();
         let cancel = self.cancel.clone();
         tokio::spawn(async move {
-            run_install(conn, config, path, force, live, cancel).await;
+            run_install(conn, config, source, force, live, cancel).await;
         });
         Ok(())
     }
@@ -240,7 +236,12 @@ impl UpdaterService {
     /// `slot` is `A`, `B`, `booted` or empty (the booted slot), or `other`.
     /// Returns the slot marked and a message.
     #[zbus(out_args("slot", "message"))]
-    async fn mark(&self, state: String, slot: String) -> Result<(String, String), ServiceError> {
+    async fn mark(
+        &self,
+        state: String,
+        slot: String,
+        #[zbus(connection)] conn: &zbus::Connection,
+    ) -> Result<(String, String), ServiceError> {
         let good = match state.as_str() {
             "good" => true,
             "bad" => false,
@@ -282,6 +283,17 @@ impl UpdaterService {
         })
         .await
         .map_err(|e| ServiceError::IO(e.to_string()))??;
+        // Marking can end an awaiting reboot or a trial: follow the lifecycle.
+        let config = self.config.clone();
+        let phase =
+            tokio::task::spawn_blocking(move || Updater::open(&config).and_then(|u| u.phase()))
+                .await
+                .ok()
+                .and_then(Result::ok);
+        if let Some(phase) = phase {
+            self.set_operation(phase.name());
+        }
+        emit_live_changes(conn).await;
         Ok((result.slot.name().to_string(), result.message))
     }
 
@@ -435,7 +447,7 @@ pub async fn emit_live_changes(conn: &zbus::Connection) {
 async fn run_install(
     conn: zbus::Connection,
     config: PathBuf,
-    path: PathBuf,
+    source: String,
     force: bool,
     live: Arc<Mutex<Live>>,
     cancel: Arc<AtomicBool>,
@@ -447,15 +459,15 @@ async fn run_install(
         None,
         None,
         None,
-        &format!("install of {} started", path.display()),
+        &format!("install of {source} started"),
     );
     emit_live_changes(&conn).await;
     let (tx, mut rx) = tokio::sync::watch::channel((0u64, 0u64, 0u64));
     let config2 = config.clone();
     let work = tokio::task::spawn_blocking(move || {
         let mut u = UpdaterService::updater(&config2)?;
-        u.install(
-            &path,
+        u.install_source(
+            &source,
             &InstallOptions { threads: 0, force },
             &WatchProgress(tx),
             &cancel,

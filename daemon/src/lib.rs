@@ -8,6 +8,7 @@
 //! - [`manifest`] — the signed description of an update (compatible, versions,
 //!   images, chunk hashes) and the checks made on it before a byte is written.
 //! - [`trust`] — DSSE envelopes, ed25519 keys and the role/threshold trust policy.
+//! - [`transport`] — HTTPS sources: resuming range streams, timeouts, TLS trust.
 //! - [`bundle`] — the one-file bundle (envelope first, then zstd payload): create,
 //!   countersign, open.
 //! - [`install`] — the streaming install pipeline into the inactive slot.
@@ -34,6 +35,7 @@ pub mod lifecycle;
 pub mod manifest;
 pub mod slot;
 pub mod state;
+pub mod transport;
 pub mod trust;
 pub mod uboot_env;
 pub mod updater;

@@ -189,7 +189,9 @@ pub fn step(s: &Situation<'_>, event: Event) -> Result<Vec<Action>, Refusal> {
                 Phase::Trial { slot } => return Err(Refusal::TrialNotCommitted(slot)),
                 _ => {}
             }
-            let mut actions = Vec::new();
+            // The journal comes first: from here on a restart knows the
+            // slot may be partial, whatever else was done.
+            let mut actions = vec![Action::BeginJournal(target)];
             if state.pending.as_ref().is_some_and(|p| p.slot == target) {
                 // A written-but-not-booted install is about to be
                 // overwritten: U-Boot must not try that slot meanwhile.
@@ -197,7 +199,6 @@ pub fn step(s: &Situation<'_>, event: Event) -> Result<Vec<Action>, Refusal> {
                 state.pending = None;
                 actions.push(Action::Save(Box::new(state)));
             }
-            actions.push(Action::BeginJournal(target));
             actions
         }
 
@@ -285,6 +286,7 @@ pub fn step(s: &Situation<'_>, event: Event) -> Result<Vec<Action>, Refusal> {
                     format!("slot {slot} failed its health check ({reason}); rebooting into slot {}", slot.other()),
                     now,
                 );
+                    state.last_result = Some(r.clone());
                     vec![
                         Action::Save(Box::new(state)),
                         Action::WriteEnv(boot.mark_bad(slot)),
@@ -359,11 +361,30 @@ fn started(s: &Situation<'_>, ph: Phase) -> Vec<Action> {
     let mut state = s.state.clone();
     let now = s.now;
     if let Phase::Installing { slot } = ph {
-        // The process died mid-install: the slot holds part of an image.
-        state.set_slot(slot, None);
-        if state.pending.as_ref().is_some_and(|p| p.slot == slot) {
-            state.pending = None;
+        let mut boot = s.boot.clone();
+        if let Some(p) = state.pending.clone().filter(|p| p.slot == slot) {
+            // Killed while flipping: the image was verified (the pending
+            // install is saved only after the read-back), so finish the flip.
+            if let Some(q) = state.pending.as_mut() {
+                q.flipped = true;
+            }
+            let r = result(
+                ResultKind::Installed,
+                Some(&p.version),
+                format!("installed {} into slot {slot}; reboot to try it", p.version),
+                now,
+            );
+            state.last_result = Some(r.clone());
+            return vec![
+                Action::WriteEnv(boot.install(slot)),
+                Action::Save(Box::new(state)),
+                Action::EndJournal,
+                Action::Report(r),
+            ];
         }
+        // The process died mid-install: the slot holds part of an image,
+        // which U-Boot must never try.
+        state.set_slot(slot, None);
         let r = result(
             ResultKind::Interrupted,
             None,
@@ -372,6 +393,7 @@ fn started(s: &Situation<'_>, ph: Phase) -> Vec<Action> {
         );
         state.last_result = Some(r.clone());
         return vec![
+            Action::WriteEnv(boot.mark_bad(slot)),
             Action::Save(Box::new(state)),
             Action::EndJournal,
             Action::Report(r),
@@ -457,6 +479,7 @@ mod tests {
                 compression: Compression::Zstd,
                 payload_offset: 0,
                 payload_size: 10,
+                payload_file: None,
             }],
         }
     }
@@ -577,11 +600,35 @@ mod tests {
             ..State::default()
         };
         let actions = run(&st, A, &boot(&[A, B], 3, 3), Some(B), Event::Started).unwrap();
+        assert_eq!(
+            actions[0],
+            Action::WriteEnv(vec![("BOOT_B_LEFT", "0".into())])
+        );
         let s = saved(&actions);
         assert_eq!(s.len(), 1);
         assert!(s[0].slot_b.is_none());
         assert_eq!(last_kind(&actions), Some(ResultKind::Interrupted));
         assert!(actions.contains(&Action::EndJournal));
+    }
+
+    #[test]
+    fn started_after_a_kill_during_the_flip_finishes_the_flip() {
+        for flipped in [false, true] {
+            let st = pending(B, flipped, None);
+            let actions = run(&st, A, &boot(&[A, B], 3, 0), Some(B), Event::Started).unwrap();
+            assert_eq!(
+                actions[0],
+                Action::WriteEnv(vec![
+                    ("BOOT_ORDER", "B A".into()),
+                    ("BOOT_B_LEFT", "3".into())
+                ])
+            );
+            let s = saved(&actions)[0];
+            assert!(s.pending.as_ref().unwrap().flipped);
+            assert!(s.failed_versions.is_empty());
+            assert_eq!(last_kind(&actions), Some(ResultKind::Installed));
+            assert!(actions.contains(&Action::EndJournal));
+        }
     }
 
     #[test]
@@ -697,12 +744,12 @@ mod tests {
             Event::InstallStarted { target: B },
         )
         .unwrap();
+        assert_eq!(actions[0], Action::BeginJournal(B));
         assert_eq!(
-            actions[0],
+            actions[1],
             Action::WriteEnv(vec![("BOOT_B_LEFT", "0".into())])
         );
         assert!(saved(&actions)[0].pending.is_none());
-        assert_eq!(actions.last(), Some(&Action::BeginJournal(B)));
     }
 
     // ---- InstallFailed / InstallFinished ----
@@ -830,6 +877,7 @@ mod tests {
             .as_ref()
             .unwrap()
             .contains("degraded"));
+        assert_eq!(s.last_result.as_ref().unwrap().kind, ResultKind::MarkedBad);
         assert_eq!(
             actions[1],
             Action::WriteEnv(vec![("BOOT_B_LEFT", "0".into())])

@@ -43,6 +43,8 @@ pub const FORMAT_VERSION: u32 = 1;
 pub const MIN_CHUNK_SIZE: u64 = 4096;
 /// Largest allowed chunk size in bytes (bounds memory per chunk).
 pub const MAX_CHUNK_SIZE: u64 = 64 * 1024 * 1024;
+/// Largest payload offset or size accepted, bytes (1 TiB).
+pub const MAX_PAYLOAD_BYTES: u64 = 1 << 40;
 /// The only slot class of this format: the root filesystem.
 pub const SLOT_CLASS_ROOTFS: &str = "rootfs";
 
@@ -140,6 +142,11 @@ pub struct Image {
     pub payload_offset: u64,
     /// Sum of the chunks' stored sizes, bytes.
     pub payload_size: u64,
+    /// In the network layout: the payload file's name, relative to the
+    /// envelope's URL. Absent in a one-file bundle, whose payload follows
+    /// the envelope.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload_file: Option<String>,
 }
 
 /// Optional targeting: if present, the device must match a listed id or group.
@@ -330,6 +337,24 @@ impl Manifest {
             }
             total = total.saturating_add(c.stored_size);
         }
+        if let Some(f) = &img.payload_file {
+            let ok = !f.is_empty()
+                && f.len() <= 255
+                && f.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+                && !f.starts_with('.');
+            if !ok {
+                return bad(format!("payload file name {f:?} is not a plain file name"));
+            }
+        }
+        // Offsets and sizes fit a real file; far larger values only serve to
+        // make arithmetic overflow.
+        if img.payload_offset > MAX_PAYLOAD_BYTES || img.payload_size > MAX_PAYLOAD_BYTES {
+            return bad(format!(
+                "payload offset {} or size {} is beyond {MAX_PAYLOAD_BYTES} bytes",
+                img.payload_offset, img.payload_size
+            ));
+        }
         if total != img.payload_size {
             return bad(format!(
                 "chunk stored sizes add up to {total}, payload_size says {}",
@@ -436,6 +461,7 @@ mod tests {
                 compression: Compression::Zstd,
                 payload_offset: 0,
                 payload_size: 250,
+                payload_file: None,
             }],
         }
     }
@@ -506,6 +532,9 @@ mod tests {
             Box::new(|m| m.images.push(m.images[0].clone())),
             Box::new(|m| m.images.clear()),
             Box::new(|m| m.compatible.clear()),
+            Box::new(|m| m.images[0].payload_file = Some("../etc/passwd".into())),
+            Box::new(|m| m.images[0].payload_offset = u64::MAX),
+            Box::new(|m| m.images[0].payload_file = Some("https://elsewhere/x".into())),
         ];
         for (i, f) in cases.iter().enumerate() {
             let mut m = sample();

@@ -19,6 +19,7 @@ use crate::lifecycle::{self, Action, Event, Phase, Refusal, Situation};
 use crate::manifest::{format_time, DeviceFacts, Manifest, ManifestError};
 use crate::slot::{booted_slot_from_cmdline, BootState, Slot, SlotError};
 use crate::state::{LastResult, Pending, State, StateError, StateStore};
+use crate::transport::{Fetcher, HttpSource, TransportError};
 use crate::uboot_env::{BootEnv, EnvError, UbootEnv};
 
 /// Errors of the updater operations; each wraps the failing layer's typed error.
@@ -64,6 +65,9 @@ pub enum UpdateError {
     /// Not allowed in the current phase of the lifecycle.
     #[error(transparent)]
     Refused(#[from] Refusal),
+    /// Fetching over the network failed or was refused.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
 }
 
 /// Options of an install.
@@ -367,32 +371,156 @@ impl Updater {
         cancel: &AtomicBool,
         now: OffsetDateTime,
     ) -> Result<InstallReport, UpdateError> {
+        let (target, state) = self.prepare_install()?;
+        let policy = self.config.trust_policy(&self.config_path)?;
+        let bundle = RawBundle::open(path)?.verify(&policy)?;
+        if bundle.manifest.rootfs().payload_file.is_some() {
+            return Err(UpdateError::Bundle(BundleError::InvalidOption(format!(
+                "{} is a network-layout manifest; install it by its URL",
+                path.display()
+            ))));
+        }
+        self.check_manifest(&bundle.manifest, target, &state, now, opts.force)?;
+        let source = FileSource {
+            file: &bundle.raw.file,
+            path: &bundle.raw.path,
+        };
+        self.write_verified(
+            target,
+            &bundle.manifest,
+            &source,
+            bundle.image_payload_start(),
+            opts,
+            progress,
+            cancel,
+            now,
+        )
+    }
+
+    /// Installs from `source`: an `https://` (or, if allowed, `http://`) URL
+    /// of a one-file bundle or of a network layout's `manifest.dsse.json`,
+    /// a `file://` URL, or a local path. See [`Updater::install`].
+    pub fn install_source(
+        &mut self,
+        source: &str,
+        opts: &InstallOptions,
+        progress: &dyn Progress,
+        cancel: &AtomicBool,
+        now: OffsetDateTime,
+    ) -> Result<InstallReport, UpdateError> {
+        if source.starts_with("https://") || source.starts_with("http://") {
+            return self.install_url(source, opts, progress, cancel, now);
+        }
+        let path = source.strip_prefix("file://").unwrap_or(source);
+        self.install(Path::new(path), opts, progress, cancel, now)
+    }
+
+    fn install_url(
+        &mut self,
+        url: &str,
+        opts: &InstallOptions,
+        progress: &dyn Progress,
+        cancel: &AtomicBool,
+        now: OffsetDateTime,
+    ) -> Result<InstallReport, UpdateError> {
+        let (target, state) = self.prepare_install()?;
+        let fetcher = Fetcher::new(&self.config.network)?;
+        fetcher.check_url(url)?;
+        let policy = self.config.trust_policy(&self.config_path)?;
+        // A one-file bundle starts with the magic; a network layout's
+        // envelope is JSON.
+        let head = fetcher.get_range(url, 0, crate::bundle::HEADER_LEN)?;
+        let (envelope, payload_url, payload_start) = if head[..8] == crate::bundle::MAGIC[..] {
+            let mut len = [0u8; 8];
+            len.copy_from_slice(&head[8..16]);
+            let len = u64::from_le_bytes(len);
+            if len == 0 || len > crate::bundle::MAX_ENVELOPE {
+                return Err(UpdateError::Bundle(BundleError::BadEnvelopeLength {
+                    path: PathBuf::from(url),
+                    len,
+                }));
+            }
+            let json = fetcher.get_range(url, crate::bundle::HEADER_LEN, len)?;
+            let env = crate::trust::Envelope::from_json(&json).map_err(BundleError::from)?;
+            (env, url.to_string(), crate::bundle::HEADER_LEN + len)
+        } else {
+            let json = fetcher.get_small(url, crate::bundle::MAX_ENVELOPE)?;
+            let env = crate::trust::Envelope::from_json(&json).map_err(BundleError::from)?;
+            (env, String::new(), 0)
+        };
+        let payload = policy
+            .verify(&envelope, crate::trust::MANIFEST_PAYLOAD_TYPE)
+            .map_err(BundleError::from)?;
+        let manifest = Manifest::from_json(&payload).map_err(BundleError::from)?;
+        let payload_url = match (&manifest.rootfs().payload_file, payload_url.is_empty()) {
+            (None, false) => payload_url,
+            (Some(file), true) => match url.rfind('/') {
+                Some(i) => format!("{}/{file}", &url[..i]),
+                None => file.clone(),
+            },
+            _ => {
+                return Err(UpdateError::Bundle(BundleError::InvalidOption(
+                    "the manifest's payload_file does not match the kind of URL".into(),
+                )))
+            }
+        };
+        self.check_manifest(&manifest, target, &state, now, opts.force)?;
+        let img = manifest.rootfs();
+        let mut wanted = Vec::with_capacity(img.chunks.len());
+        let mut at = payload_start + img.payload_offset;
+        for c in &img.chunks {
+            wanted.push((at, c.stored_size));
+            at += c.stored_size;
+        }
+        let source = HttpSource::new(&fetcher, &payload_url, &wanted);
+        let limit = self.config.network.max_download_bytes;
+        if limit > 0 && source.planned_bytes() > limit {
+            return Err(TransportError::OverBudget {
+                needed: source.planned_bytes(),
+                limit,
+            }
+            .into());
+        }
+        let start = payload_start + img.payload_offset;
+        self.write_verified(
+            target, &manifest, &source, start, opts, progress, cancel, now,
+        )
+    }
+
+    /// Refuses early (busy, trial) and returns the target slot and the state.
+    fn prepare_install(&self) -> Result<(Slot, State), UpdateError> {
         let booted = self.booted_slot()?;
         let state = self.store.load()?;
         self.boot_state()?;
-        let target = booted.other();
-        // Refuse early (busy, trial) before any work.
-        if let Phase::Installing { slot } = self.phase()? {
-            return Err(Refusal::Busy(slot).into());
+        match self.phase()? {
+            Phase::Installing { slot } => Err(Refusal::Busy(slot).into()),
+            Phase::Trial { slot } => Err(Refusal::TrialNotCommitted(slot).into()),
+            _ => Ok((booted.other(), state)),
         }
-        if let Phase::Trial { slot } = self.phase()? {
-            return Err(Refusal::TrialNotCommitted(slot).into());
-        }
-        let policy = self.config.trust_policy(&self.config_path)?;
-        let bundle = RawBundle::open(path)?.verify(&policy)?;
-        self.check_manifest(&bundle.manifest, target, &state, now, opts.force)?;
+    }
 
+    /// The common tail of every install: journal, write and read back,
+    /// then the lifecycle's flip, or its failure record.
+    #[allow(clippy::too_many_arguments)]
+    fn write_verified(
+        &mut self,
+        target: Slot,
+        manifest: &Manifest,
+        source: &dyn install::PayloadSource,
+        payload_start: u64,
+        opts: &InstallOptions,
+        progress: &dyn Progress,
+        cancel: &AtomicBool,
+        now: OffsetDateTime,
+    ) -> Result<InstallReport, UpdateError> {
         self.handle(Event::InstallStarted { target }, now)?;
         let written = FileSlot::open(self.config.slot_device(target))
             .map_err(UpdateError::from)
             .and_then(|slot| {
                 install::write_image(
-                    &FileSource {
-                        file: &bundle.raw.file,
-                        path: &bundle.raw.path,
-                    },
-                    bundle.image_payload_start(),
-                    bundle.manifest.rootfs(),
+                    source,
+                    payload_start,
+                    manifest.rootfs(),
                     &slot,
                     opts.threads,
                     progress,
@@ -404,7 +532,7 @@ impl Updater {
             self.handle(
                 Event::InstallFinished {
                     target,
-                    manifest: Box::new(bundle.manifest.clone()),
+                    manifest: Box::new(manifest.clone()),
                 },
                 now,
             )
@@ -421,8 +549,8 @@ impl Updater {
         }
         Ok(InstallReport {
             slot: target,
-            version: bundle.manifest.version.clone(),
-            size: bundle.manifest.rootfs().size,
+            version: manifest.version.clone(),
+            size: manifest.rootfs().size,
         })
     }
 

@@ -179,7 +179,10 @@ impl Board {
                 zstd_level: 3,
                 threads: 2,
             },
-            &out,
+            bundle::Outputs {
+                file: Some(&out),
+                dir: None,
+            },
         )
         .unwrap();
         out
