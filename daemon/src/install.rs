@@ -346,6 +346,21 @@ pub enum Phase {
     Verify,
 }
 
+/// The install journal's view of chunks: which are already in the slot
+/// (verified again by the caller before it says so) and which were written.
+pub trait ChunkLog: Sync {
+    /// Chunk `i` is already in the slot, verified: do not fetch or write it.
+    fn already(&self, _i: usize) -> bool {
+        false
+    }
+    /// Chunk `i` was verified and written.
+    fn written(&self, _i: usize) {}
+}
+
+/// No journal.
+pub struct NoLog;
+impl ChunkLog for NoLog {}
+
 /// Progress that is not reported.
 pub struct NoProgress;
 impl Progress for NoProgress {
@@ -390,8 +405,12 @@ impl Written {
 /// in parallel while the calling thread reads them back in order;
 /// `cancel` is checked before every chunk.
 ///
+/// Chunks `log` says are already in the slot are neither fetched nor
+/// written, but they are read back like every other.
+///
 /// Errors: every [`InstallError`] variant; on error the target's header is
 /// wiped (best effort) and nothing else was touched.
+#[allow(clippy::too_many_arguments)]
 pub fn write_image(
     source: &dyn PayloadSource,
     payload_start: u64,
@@ -399,6 +418,7 @@ pub fn write_image(
     target: &dyn SlotDevice,
     threads: usize,
     progress: &dyn Progress,
+    log: &dyn ChunkLog,
     cancel: &AtomicBool,
 ) -> Result<(), InstallError> {
     if image.size > target.size() {
@@ -412,6 +432,8 @@ pub fn write_image(
         let mut zeros = AlignedBuf::new(HEADER_WIPE as usize);
         target.write_at(0, zeros.as_mut())
     };
+    // A resumed install keeps what it verified; chunk 0 covers the header,
+    // so it is never taken as already written.
     wipe().map_err(|source| InstallError::WriteSlot {
         path: target.path().into(),
         offset: 0,
@@ -424,6 +446,7 @@ pub fn write_image(
         target,
         threads,
         progress,
+        log,
         cancel,
     );
     if result.is_err() {
@@ -432,6 +455,7 @@ pub fn write_image(
     result
 }
 
+#[allow(clippy::too_many_arguments)]
 fn write_and_read_back(
     source: &dyn PayloadSource,
     payload_start: u64,
@@ -439,6 +463,7 @@ fn write_and_read_back(
     target: &dyn SlotDevice,
     threads: usize,
     progress: &dyn Progress,
+    log: &dyn ChunkLog,
     cancel: &AtomicBool,
 ) -> Result<(), InstallError> {
     let n = image.chunks.len();
@@ -482,9 +507,17 @@ fn write_and_read_back(
                         fail(InstallError::Cancelled);
                         return;
                     }
+                    if log.already(i) {
+                        written.mark(i);
+                        let len = image.chunk_len(i);
+                        let d = done.fetch_add(len, Ordering::SeqCst) + len;
+                        progress.update(Phase::Write, d, image.size);
+                        continue;
+                    }
                     match worker.install_chunk(source, offsets[i], i, target) {
                         Ok(len) => {
                             written.mark(i);
+                            log.written(i);
                             let d = done.fetch_add(len, Ordering::SeqCst) + len;
                             progress.update(Phase::Write, d, image.size);
                         }

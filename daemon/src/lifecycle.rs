@@ -123,6 +123,9 @@ pub enum Action {
     BeginJournal(Slot),
     /// Remove the in-flight install journal.
     EndJournal,
+    /// Keep what the journal recorded so the next install of the same
+    /// bundle re-checks written chunks instead of fetching them again.
+    KeepForResume,
     /// Run the health gate for the trial of this slot, then send
     /// [`Event::HealthPassed`] or [`Event::HealthFailed`].
     RunHealthGate(Slot),
@@ -206,7 +209,7 @@ pub fn step(s: &Situation<'_>, event: Event) -> Result<Vec<Action>, Refusal> {
             if ph != (Phase::Installing { slot: target }) {
                 return Ok(Vec::new());
             }
-            let mut actions = vec![Action::EndJournal];
+            let mut actions = vec![Action::KeepForResume, Action::EndJournal];
             if s.record_failures {
                 let r = result(
                     ResultKind::Failed,
@@ -395,6 +398,7 @@ fn started(s: &Situation<'_>, ph: Phase) -> Vec<Action> {
         return vec![
             Action::WriteEnv(boot.mark_bad(slot)),
             Action::Save(Box::new(state)),
+            Action::KeepForResume,
             Action::EndJournal,
             Action::Report(r),
         ];
@@ -763,7 +767,8 @@ mod tests {
             reason: "chunk 3 does not match".into(),
         };
         let actions = run(&st, A, &b, Some(B), ev()).unwrap();
-        assert_eq!(actions[0], Action::EndJournal);
+        assert_eq!(actions[0], Action::KeepForResume);
+        assert_eq!(actions[1], Action::EndJournal);
         assert_eq!(last_kind(&actions), Some(ResultKind::Failed));
         let quiet = step(
             &Situation {
@@ -777,7 +782,7 @@ mod tests {
             ev(),
         )
         .unwrap();
-        assert_eq!(quiet, vec![Action::EndJournal]);
+        assert_eq!(quiet, vec![Action::KeepForResume, Action::EndJournal]);
         // Outside an install it means nothing.
         assert_eq!(run(&st, A, &b, None, ev()), Ok(vec![]));
     }

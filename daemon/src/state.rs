@@ -23,6 +23,10 @@ pub const STATE_FILE: &str = "state.json";
 /// The in-flight install journal's name inside `data_dir`: present exactly
 /// while an install writes a slot, so a restart knows the slot is partial.
 pub const JOURNAL_FILE: &str = "install.json";
+/// What is kept of an interrupted install for resuming it.
+pub const RESUME_FILE: &str = "resume.json";
+/// Held (flock) by the process that runs an install.
+pub const LOCK_FILE: &str = "install.lock";
 
 /// Errors of loading and saving the state.
 #[derive(Debug, thiserror::Error)]
@@ -177,12 +181,48 @@ impl State {
     }
 }
 
-/// The in-flight install journal.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// The in-flight install journal: which slot is being written, from what,
+/// and which chunks were verified and written so far (so a restarted
+/// install re-checks those in the slot instead of fetching them again).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
-struct Journal {
-    slot: Slot,
-    started: String,
+pub struct Journal {
+    /// The slot being written.
+    pub slot: Option<Slot>,
+    /// When the install started, RFC 3339.
+    pub started: String,
+    /// Where the bundle came from (path or URL), for an automatic resume.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// SHA-256 (hex) of the verified manifest bytes being installed.
+    #[serde(default)]
+    pub manifest_sha256: Option<String>,
+    /// Chunks written, as a lowercase hex bitmap (bit `i % 8` of byte
+    /// `i / 8` is chunk `i`). Only a hint: every chunk is re-hashed from
+    /// the slot before it is trusted.
+    #[serde(default)]
+    pub written: String,
+}
+
+impl Journal {
+    /// Whether chunk `i` is recorded as written.
+    pub fn is_written(&self, i: usize) -> bool {
+        let Some(pair) = self.written.get(i / 8 * 2..i / 8 * 2 + 2) else {
+            return false;
+        };
+        u8::from_str_radix(pair, 16).is_ok_and(|b| b & (1 << (i % 8)) != 0)
+    }
+
+    /// Records the chunks whose flags are set in `done`.
+    pub fn set_written(&mut self, done: &[bool]) {
+        let mut bytes = vec![0u8; done.len().div_ceil(8)];
+        for (i, d) in done.iter().enumerate() {
+            if *d {
+                bytes[i / 8] |= 1 << (i % 8);
+            }
+        }
+        self.written = hex::encode(bytes);
+    }
 }
 
 /// Loads and atomically saves `<data_dir>/state.json` and the install journal.
@@ -238,15 +278,22 @@ impl StateStore {
     ///
     /// Errors: [`StateError::Io`], [`StateError::Corrupt`].
     pub fn journal(&self) -> Result<Option<Slot>, StateError> {
+        Ok(self.read_journal()?.and_then(|j| j.slot))
+    }
+
+    /// The whole in-flight install journal, if there is one.
+    ///
+    /// Errors: [`StateError::Io`], [`StateError::Corrupt`].
+    pub fn read_journal(&self) -> Result<Option<Journal>, StateError> {
         let path = self.dir.join(JOURNAL_FILE);
         match std::fs::read(&path) {
             Ok(bytes) => {
-                let j: Journal =
-                    serde_json::from_slice(&bytes).map_err(|e| StateError::Corrupt {
+                serde_json::from_slice(&bytes)
+                    .map(Some)
+                    .map_err(|e| StateError::Corrupt {
                         path: path.clone(),
                         reason: e.to_string(),
-                    })?;
-                Ok(Some(j.slot))
+                    })
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(source) => Err(StateError::Io {
@@ -259,11 +306,63 @@ impl StateStore {
 
     /// Creates the in-flight install journal for `slot` (atomically).
     pub fn begin_journal(&self, slot: Slot, now: &str) -> Result<(), StateError> {
-        let j = Journal {
-            slot,
+        self.write_journal(&Journal {
+            slot: Some(slot),
             started: now.to_string(),
+            ..Journal::default()
+        })
+    }
+
+    /// Replaces the in-flight install journal (atomically).
+    pub fn write_journal(&self, j: &Journal) -> Result<(), StateError> {
+        self.write_atomic(JOURNAL_FILE, &serde_json::to_vec(j).unwrap_or_default())
+    }
+
+    /// The record of an interrupted install kept for resuming it, if any.
+    pub fn resume_record(&self) -> Option<Journal> {
+        let bytes = std::fs::read(self.dir.join(RESUME_FILE)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// Keeps `j` as the record of an interrupted install.
+    pub fn keep_for_resume(&self, j: &Journal) -> Result<(), StateError> {
+        self.write_atomic(RESUME_FILE, &serde_json::to_vec(j).unwrap_or_default())
+    }
+
+    /// Forgets the record of an interrupted install.
+    pub fn forget_resume(&self) {
+        let _ = std::fs::remove_file(self.dir.join(RESUME_FILE));
+    }
+
+    /// Takes the lock held while an install runs (`install.lock`, flock).
+    /// `None` if another process holds it.
+    ///
+    /// Errors: [`StateError::Io`] if the lock file cannot be opened.
+    pub fn try_lock_install(&self) -> Result<Option<File>, StateError> {
+        std::fs::create_dir_all(&self.dir).map_err(|source| StateError::Io {
+            op: "create",
+            path: self.dir.clone(),
+            source,
+        })?;
+        let path = self.dir.join(LOCK_FILE);
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|source| StateError::Io {
+                op: "open",
+                path: path.clone(),
+                source,
+            })?;
+        // SAFETY: flock only reads the descriptor, which `f` keeps open.
+        let rc = unsafe {
+            libc::flock(
+                std::os::unix::io::AsRawFd::as_raw_fd(&f),
+                libc::LOCK_EX | libc::LOCK_NB,
+            )
         };
-        self.write_atomic(JOURNAL_FILE, &serde_json::to_vec(&j).unwrap_or_default())
+        Ok((rc == 0).then_some(f))
     }
 
     /// Removes the in-flight install journal (and syncs the directory).
@@ -345,6 +444,23 @@ mod tests {
         // No temporary file is left behind.
         let names: Vec<_> = std::fs::read_dir(d.path().join("sub")).unwrap().collect();
         assert_eq!(names.len(), 1);
+    }
+
+    #[test]
+    fn journal_bitmap() {
+        let mut j = Journal::default();
+        let done: Vec<bool> = (0..20).map(|i| i % 3 == 0).collect();
+        j.set_written(&done);
+        for (i, d) in done.iter().enumerate() {
+            assert_eq!(j.is_written(i), *d, "{i}");
+        }
+        assert!(!j.is_written(100));
+        let d = tempfile::tempdir().unwrap();
+        let store = StateStore::new(d.path());
+        let held = store.try_lock_install().unwrap();
+        assert!(held.is_some());
+        drop(held);
+        assert!(store.try_lock_install().unwrap().is_some());
     }
 
     #[test]

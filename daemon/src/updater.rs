@@ -268,6 +268,12 @@ impl Updater {
                     .begin_journal(slot, &now)
                     .map_err(UpdateError::from),
                 Action::EndJournal => self.store.end_journal().map_err(UpdateError::from),
+                Action::KeepForResume => match self.store.read_journal() {
+                    Ok(Some(j)) if j.manifest_sha256.is_some() => {
+                        self.store.keep_for_resume(&j).map_err(UpdateError::from)
+                    }
+                    _ => Ok(()),
+                },
                 Action::Report(r) => {
                     outcome.reports.push(r);
                     Ok(())
@@ -385,11 +391,15 @@ impl Updater {
             file: &bundle.raw.file,
             path: &bundle.raw.path,
         };
+        let resume = self.resumable(target, &bundle.manifest);
+        let origin = std::path::absolute(path)
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
         self.write_verified(
             target,
             &bundle.manifest,
-            &source,
-            bundle.image_payload_start(),
+            (&source, bundle.image_payload_start(), &origin),
+            resume,
             opts,
             progress,
             cancel,
@@ -466,10 +476,13 @@ impl Updater {
         };
         self.check_manifest(&manifest, target, &state, now, opts.force)?;
         let img = manifest.rootfs();
+        let resume = self.resumable(target, &manifest);
         let mut wanted = Vec::with_capacity(img.chunks.len());
         let mut at = payload_start + img.payload_offset;
-        for c in &img.chunks {
-            wanted.push((at, c.stored_size));
+        for (i, c) in img.chunks.iter().enumerate() {
+            if !resume[i] {
+                wanted.push((at, c.stored_size));
+            }
             at += c.stored_size;
         }
         let source = HttpSource::new(&fetcher, &payload_url, &wanted);
@@ -483,15 +496,30 @@ impl Updater {
         }
         let start = payload_start + img.payload_offset;
         self.write_verified(
-            target, &manifest, &source, start, opts, progress, cancel, now,
+            target,
+            &manifest,
+            (&source, start, url),
+            resume,
+            opts,
+            progress,
+            cancel,
+            now,
         )
     }
 
     /// Refuses early (busy, trial) and returns the target slot and the state.
-    fn prepare_install(&self) -> Result<(Slot, State), UpdateError> {
+    /// A journal left by an install whose process died (nobody holds the
+    /// install lock) is settled first, as the daemon does at start.
+    fn prepare_install(&mut self) -> Result<(Slot, State), UpdateError> {
         let booted = self.booted_slot()?;
-        let state = self.store.load()?;
         self.boot_state()?;
+        if self.store.journal()?.is_some() {
+            if let Some(lock) = self.store.try_lock_install()? {
+                drop(lock);
+                self.handle(Event::Started, OffsetDateTime::now_utc())?;
+            }
+        }
+        let state = self.store.load()?;
         match self.phase()? {
             Phase::Installing { slot } => Err(Refusal::Busy(slot).into()),
             Phase::Trial { slot } => Err(Refusal::TrialNotCommitted(slot).into()),
@@ -499,21 +527,71 @@ impl Updater {
         }
     }
 
+    /// Chunks of `manifest` that an interrupted install of the same
+    /// manifest into `target` already wrote and that still hash right when
+    /// read back from the slot now. Chunk 0 never counts (its header is
+    /// wiped at every start).
+    fn resumable(&self, target: Slot, manifest: &Manifest) -> Vec<bool> {
+        let img = manifest.rootfs();
+        let mut ok = vec![false; img.chunks.len()];
+        let Some(rec) = self.store.resume_record() else {
+            return ok;
+        };
+        if rec.slot != Some(target)
+            || rec.manifest_sha256.as_deref() != Some(&manifest_digest(manifest))
+        {
+            return ok;
+        }
+        let Ok(dev) = std::fs::File::open(self.config.slot_device(target)) else {
+            return ok;
+        };
+        let mut buf = Vec::new();
+        for (i, c) in img.chunks.iter().enumerate().skip(1) {
+            if !rec.is_written(i) {
+                continue;
+            }
+            buf.resize(img.chunk_len(i) as usize, 0);
+            if std::os::unix::fs::FileExt::read_exact_at(&dev, &mut buf, img.chunk_offset(i))
+                .is_ok()
+            {
+                let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&buf));
+                ok[i] = digest == c.sha256;
+            }
+        }
+        let n = ok.iter().filter(|x| **x).count();
+        if n > 0 {
+            log::info!(
+                "resuming: {n} of {} chunks already in slot {target}",
+                ok.len()
+            );
+        }
+        ok
+    }
+
     /// The common tail of every install: journal, write and read back,
-    /// then the lifecycle's flip, or its failure record.
+    /// then the lifecycle's flip, or its failure record. `source` is the
+    /// payload, the offset of its first chunk and where it came from.
     #[allow(clippy::too_many_arguments)]
     fn write_verified(
         &mut self,
         target: Slot,
         manifest: &Manifest,
-        source: &dyn install::PayloadSource,
-        payload_start: u64,
+        source: (&dyn install::PayloadSource, u64, &str),
+        resume: Vec<bool>,
         opts: &InstallOptions,
         progress: &dyn Progress,
         cancel: &AtomicBool,
         now: OffsetDateTime,
     ) -> Result<InstallReport, UpdateError> {
+        let (source, payload_start, origin) = source;
+        // Held until the install ends, so a second process can tell a
+        // running install from a journal left by a dead one.
+        let Some(_lock) = self.store.try_lock_install()? else {
+            return Err(Refusal::Busy(target).into());
+        };
         self.handle(Event::InstallStarted { target }, now)?;
+        let journal = JournalLog::new(&self.store, target, origin, manifest, resume, now);
+        journal.flush();
         let written = FileSlot::open(self.config.slot_device(target))
             .map_err(UpdateError::from)
             .and_then(|slot| {
@@ -524,10 +602,12 @@ impl Updater {
                     &slot,
                     opts.threads,
                     progress,
+                    &journal,
                     cancel,
                 )
                 .map_err(UpdateError::from)
             });
+        journal.flush();
         let finished = written.and_then(|()| {
             self.handle(
                 Event::InstallFinished {
@@ -547,6 +627,7 @@ impl Updater {
             }
             return Err(e);
         }
+        self.store.forget_resume();
         Ok(InstallReport {
             slot: target,
             version: manifest.version.clone(),
@@ -640,5 +721,74 @@ impl Updater {
                 .map(|r| r.message.clone())
                 .unwrap_or_else(|| format!("slot {slot} marked bad")),
         })
+    }
+}
+
+/// SHA-256 (hex) of a manifest's canonical JSON: names a bundle in the
+/// install journal.
+pub fn manifest_digest(m: &Manifest) -> String {
+    hex::encode(<sha2::Sha256 as sha2::Digest>::digest(m.to_json()))
+}
+
+type JournalInner = (crate::state::Journal, Vec<bool>, std::time::Instant, usize);
+
+/// Records written chunks in the install journal, in batches.
+struct JournalLog<'a> {
+    store: &'a StateStore,
+    inner: std::sync::Mutex<JournalInner>,
+    already: Vec<bool>,
+}
+
+impl<'a> JournalLog<'a> {
+    fn new(
+        store: &'a StateStore,
+        slot: Slot,
+        origin: &str,
+        manifest: &Manifest,
+        already: Vec<bool>,
+        now: OffsetDateTime,
+    ) -> JournalLog<'a> {
+        let journal = crate::state::Journal {
+            slot: Some(slot),
+            started: format_time(now),
+            source: (!origin.is_empty()).then(|| origin.to_string()),
+            manifest_sha256: Some(manifest_digest(manifest)),
+            written: String::new(),
+        };
+        JournalLog {
+            store,
+            inner: std::sync::Mutex::new((journal, already.clone(), std::time::Instant::now(), 0)),
+            already,
+        }
+    }
+
+    /// Writes the journal now (best effort: it is only a hint).
+    fn flush(&self) {
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let (journal, done, last, pending) = &mut *g;
+        journal.set_written(done);
+        let _ = self.store.write_journal(journal);
+        *last = std::time::Instant::now();
+        *pending = 0;
+    }
+}
+
+impl install::ChunkLog for JournalLog<'_> {
+    fn already(&self, i: usize) -> bool {
+        self.already.get(i).copied().unwrap_or(false)
+    }
+
+    fn written(&self, i: usize) {
+        let due = {
+            let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(d) = g.1.get_mut(i) {
+                *d = true;
+            }
+            g.3 += 1;
+            g.3 >= 64 || g.2.elapsed() >= std::time::Duration::from_secs(1)
+        };
+        if due {
+            self.flush();
+        }
     }
 }

@@ -1050,6 +1050,7 @@ fn fuzz_bundles(fz: &mut Fuzz, kinds: &[BundleKind], iters: usize) {
                 &slot,
                 2,
                 &NoProgress,
+                &install::NoLog,
                 &cancel,
             )
         });
