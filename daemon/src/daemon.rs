@@ -152,10 +152,15 @@ async fn serve(opts: DaemonOptions) -> Result<(), DaemonError> {
         });
     }
 
+    let mut trial = false;
     for action in outcome.followups {
         if let Action::RunHealthGate(slot) = action {
+            trial = true;
             tokio::spawn(health_gate(conn.clone(), config.clone(), slot));
         }
+    }
+    if !trial {
+        resume_interrupted(&conn, &config).await;
     }
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -183,6 +188,36 @@ async fn serve(opts: DaemonOptions) -> Result<(), DaemonError> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     Ok(())
+}
+
+/// Restarts an install that a restart or power cut interrupted, from the
+/// same source: chunks already written are re-checked, not fetched again.
+async fn resume_interrupted(conn: &zbus::Connection, config: &std::path::Path) {
+    let probe = {
+        let config = config.to_path_buf();
+        tokio::task::spawn_blocking(move || -> Result<_, UpdateError> {
+            let u = Updater::open(&config)?;
+            let booted = u.booted_slot()?;
+            let idle = u.phase()? == crate::lifecycle::Phase::Idle;
+            Ok(u.store()
+                .resume_record()
+                .filter(|j| idle && j.slot == Some(booted.other()))
+                .and_then(|j| j.source))
+        })
+        .await
+    };
+    let Ok(Ok(Some(source))) = probe else { return };
+    log::info!("resuming the interrupted install of {source}");
+    if let Ok(iface) = conn
+        .object_server()
+        .interface::<_, UpdaterService>(OBJECT_PATH)
+        .await
+    {
+        let svc = iface.get().await;
+        if let Err(e) = svc.start_install(conn, source, false) {
+            log::warn!("cannot resume: {e}");
+        }
+    }
 }
 
 async fn set_live(

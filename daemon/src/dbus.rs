@@ -134,6 +134,38 @@ impl UpdaterService {
         lock(&self.live).busy
     }
 
+    /// Starts an install of `source` in the background (what `Install`
+    /// does after checking its arguments; also used to resume an install
+    /// interrupted by a restart).
+    pub fn start_install(
+        &self,
+        conn: &zbus::Connection,
+        source: String,
+        force: bool,
+    ) -> Result<(), ServiceError> {
+        {
+            let mut l = lock(&self.live);
+            if l.busy {
+                return Err(ServiceError::Busy(format!(
+                    "busy: operation {} is in progress",
+                    l.operation
+                )));
+            }
+            l.busy = true;
+            l.operation = "installing".into();
+            l.progress = (0, 0, 0, "verifying bundle".into());
+        }
+        self.cancel.store(false, Ordering::SeqCst);
+        let conn = conn.clone();
+        let config = self.config.clone();
+        let live = self.live.clone();
+        let cancel = self.cancel.clone();
+        tokio::spawn(async move {
+            run_install(conn, config, source, force, live, cancel).await;
+        });
+        Ok(())
+    }
+
     fn updater(config: &std::path::Path) -> Result<Updater, UpdateError> {
         let mut u = Updater::open(config)?;
         u.record_failures(true);
@@ -197,27 +229,7 @@ impl UpdaterService {
                 )));
             }
         }
-        {
-            let mut l = lock(&self.live);
-            if l.busy {
-                return Err(ServiceError::Busy(format!(
-                    "busy: operation {} is in progress",
-                    l.operation
-                )));
-            }
-            l.busy = true;
-            l.operation = "installing".into();
-            l.progress = (0, 0, 0, "verifying bundle".into());
-        }
-        self.cancel.store(false, Ordering::SeqCst);
-        let conn = conn.clone();
-        let config = self.config.clone();
-        let live = self.live.clone();
-        let cancel = self.cancel.clone();
-        tokio::spawn(async move {
-            run_install(conn, config, source, force, live, cancel).await;
-        });
-        Ok(())
+        self.start_install(conn, source, force)
     }
 
     /// Cancels the running install: it stops within about a second, the

@@ -125,7 +125,12 @@ pub enum Action {
     EndJournal,
     /// Keep what the journal recorded so the next install of the same
     /// bundle re-checks written chunks instead of fetching them again.
-    KeepForResume,
+    /// `auto`: the install was interrupted (not failed), so the daemon may
+    /// restart it from its source by itself.
+    KeepForResume {
+        /// Whether to keep the source for an automatic restart.
+        auto: bool,
+    },
     /// Run the health gate for the trial of this slot, then send
     /// [`Event::HealthPassed`] or [`Event::HealthFailed`].
     RunHealthGate(Slot),
@@ -209,7 +214,7 @@ pub fn step(s: &Situation<'_>, event: Event) -> Result<Vec<Action>, Refusal> {
             if ph != (Phase::Installing { slot: target }) {
                 return Ok(Vec::new());
             }
-            let mut actions = vec![Action::KeepForResume, Action::EndJournal];
+            let mut actions = vec![Action::KeepForResume { auto: false }, Action::EndJournal];
             if s.record_failures {
                 let r = result(
                     ResultKind::Failed,
@@ -398,7 +403,7 @@ fn started(s: &Situation<'_>, ph: Phase) -> Vec<Action> {
         return vec![
             Action::WriteEnv(boot.mark_bad(slot)),
             Action::Save(Box::new(state)),
-            Action::KeepForResume,
+            Action::KeepForResume { auto: true },
             Action::EndJournal,
             Action::Report(r),
         ];
@@ -767,7 +772,7 @@ mod tests {
             reason: "chunk 3 does not match".into(),
         };
         let actions = run(&st, A, &b, Some(B), ev()).unwrap();
-        assert_eq!(actions[0], Action::KeepForResume);
+        assert_eq!(actions[0], Action::KeepForResume { auto: false });
         assert_eq!(actions[1], Action::EndJournal);
         assert_eq!(last_kind(&actions), Some(ResultKind::Failed));
         let quiet = step(
@@ -782,7 +787,10 @@ mod tests {
             ev(),
         )
         .unwrap();
-        assert_eq!(quiet, vec![Action::KeepForResume, Action::EndJournal]);
+        assert_eq!(
+            quiet,
+            vec![Action::KeepForResume { auto: false }, Action::EndJournal]
+        );
         // Outside an install it means nothing.
         assert_eq!(run(&st, A, &b, None, ev()), Ok(vec![]));
     }

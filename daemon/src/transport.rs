@@ -179,7 +179,19 @@ impl Fetcher {
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_secs(cfg.connect_timeout))
             .timeout(Duration::from_secs(cfg.read_timeout))
-            .redirect(reqwest::redirect::Policy::limited(4))
+            .redirect({
+                // A redirect may not leave https unless plain http is allowed.
+                let allow_http = cfg.allow_http;
+                reqwest::redirect::Policy::custom(move |attempt| {
+                    if attempt.previous().len() >= 4 {
+                        attempt.error("too many redirects")
+                    } else if attempt.url().scheme() != "https" && !allow_http {
+                        attempt.error("redirect away from https refused")
+                    } else {
+                        attempt.follow()
+                    }
+                })
+            })
             .no_proxy();
         if let Some(ca) = &cfg.ca {
             let pem = read_pem("CA", ca)?;
@@ -274,9 +286,25 @@ impl Fetcher {
         Ok(out)
     }
 
-    /// Fetches a whole small file, at most `max` bytes.
+    /// Fetches a whole small file, at most `max` bytes, retrying transient
+    /// failures like a stream does.
     pub fn get_small(&self, url: &str, max: u64) -> Result<Vec<u8>, TransportError> {
         self.check_url(url)?;
+        let mut failures = 0;
+        loop {
+            match self.get_small_once(url, max) {
+                Ok(v) => return Ok(v),
+                Err(e) if is_permanent(&e) || failures >= self.cfg.retries => return Err(e),
+                Err(e) => {
+                    failures += 1;
+                    log::warn!("{e}; retrying ({failures}/{})", self.cfg.retries);
+                    std::thread::sleep(Duration::from_millis(100u64 << failures.min(5)));
+                }
+            }
+        }
+    }
+
+    fn get_small_once(&self, url: &str, max: u64) -> Result<Vec<u8>, TransportError> {
         let resp = self
             .client
             .get(url)
@@ -294,7 +322,7 @@ impl Fetcher {
             .read_to_end(&mut out)
             .map_err(|e| TransportError::Fetch {
                 url: url.to_string(),
-                reason: e.to_string(),
+                reason: io_reason(&e),
             })?;
         if out.len() as u64 > max {
             return Err(TransportError::Fetch {
@@ -304,6 +332,48 @@ impl Fetcher {
         }
         Ok(out)
     }
+}
+
+/// Joins a file name to the URL of the file next to it (query and
+/// fragment of `base` are dropped, as a browser does).
+pub fn sibling_url(base: &str, file: &str) -> Result<String, TransportError> {
+    reqwest::Url::parse(base)
+        .and_then(|u| u.join(file))
+        .map(|u| u.to_string())
+        .map_err(|e| TransportError::Refused {
+            url: base.to_string(),
+            reason: format!("cannot join {file:?}: {e}"),
+        })
+}
+
+/// Text for an I/O error from a response body, naming timeouts as such.
+fn io_reason(e: &std::io::Error) -> String {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cur {
+        if let Some(r) = c.downcast_ref::<reqwest::Error>() {
+            if r.is_timeout() {
+                return "read timeout".into();
+            }
+        }
+        if c.to_string().contains("timed out") {
+            return "read timeout".into();
+        }
+        cur = c.source();
+    }
+    e.to_string()
+}
+
+fn is_permanent(e: &TransportError) -> bool {
+    matches!(
+        e,
+        TransportError::Refused { .. }
+            | TransportError::Status {
+                status: 400..=499,
+                ..
+            }
+            | TransportError::TooSlow { .. }
+            | TransportError::OverBudget { .. }
+    ) || matches!(e, TransportError::Fetch { reason, .. } if is_tls_failure(reason))
 }
 
 fn fetch_error(url: &str, e: &reqwest::Error) -> TransportError {
@@ -476,18 +546,16 @@ impl<'a> RangeStream<'a> {
                 }
                 Err(e) => {
                     self.resp = None;
-                    let timed_out = e.kind() == std::io::ErrorKind::TimedOut
-                        || e.to_string().contains("timed out");
+                    let mut reason = io_reason(&e);
+                    if reason.starts_with("read timeout") {
+                        reason = format!(
+                            "read timeout: no data for {} s",
+                            self.fetcher.cfg.read_timeout
+                        );
+                    }
                     let err = TransportError::Fetch {
                         url: self.url.clone(),
-                        reason: if timed_out {
-                            format!(
-                                "no data for {} s (read timeout)",
-                                self.fetcher.cfg.read_timeout
-                            )
-                        } else {
-                            e.to_string()
-                        },
+                        reason,
                     };
                     self.retry_or(err)?;
                 }
@@ -497,15 +565,7 @@ impl<'a> RangeStream<'a> {
     }
 
     fn retry_or(&mut self, e: TransportError) -> Result<(), TransportError> {
-        let permanent = matches!(
-            e,
-            TransportError::Refused { .. }
-                | TransportError::Status {
-                    status: 400..=499,
-                    ..
-                }
-                | TransportError::TooSlow { .. }
-        ) || matches!(&e, TransportError::Fetch { reason, .. } if is_tls_failure(reason));
+        let permanent = is_permanent(&e);
         self.failures += 1;
         if permanent || self.failures > self.fetcher.cfg.retries {
             return Err(e);
@@ -523,11 +583,18 @@ impl<'a> RangeStream<'a> {
 }
 
 fn is_tls_failure(reason: &str) -> bool {
+    // Not cured by trying again: a server certificate the device does not
+    // trust, or a server that refuses the device's certificate.
     let r = reason.to_ascii_lowercase();
-    r.contains("certificate")
-        || r.contains("unknownissuer")
-        || r.contains("handshake")
-        || r.contains("tls") && r.contains("alert")
+    [
+        "certificate",
+        "unknownissuer",
+        "unknownca",
+        "handshake",
+        "fatal alert",
+    ]
+    .iter()
+    .any(|k| r.contains(k))
 }
 
 /// The stored chunks of an image at `url`, read in order through one

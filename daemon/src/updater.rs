@@ -268,8 +268,11 @@ impl Updater {
                     .begin_journal(slot, &now)
                     .map_err(UpdateError::from),
                 Action::EndJournal => self.store.end_journal().map_err(UpdateError::from),
-                Action::KeepForResume => match self.store.read_journal() {
-                    Ok(Some(j)) if j.manifest_sha256.is_some() => {
+                Action::KeepForResume { auto } => match self.store.read_journal() {
+                    Ok(Some(mut j)) if j.manifest_sha256.is_some() => {
+                        if !auto {
+                            j.source = None;
+                        }
                         self.store.keep_for_resume(&j).map_err(UpdateError::from)
                     }
                     _ => Ok(()),
@@ -464,10 +467,7 @@ impl Updater {
         let manifest = Manifest::from_json(&payload).map_err(BundleError::from)?;
         let payload_url = match (&manifest.rootfs().payload_file, payload_url.is_empty()) {
             (None, false) => payload_url,
-            (Some(file), true) => match url.rfind('/') {
-                Some(i) => format!("{}/{file}", &url[..i]),
-                None => file.clone(),
-            },
+            (Some(file), true) => crate::transport::sibling_url(url, file)?,
             _ => {
                 return Err(UpdateError::Bundle(BundleError::InvalidOption(
                     "the manifest's payload_file does not match the kind of URL".into(),

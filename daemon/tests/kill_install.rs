@@ -60,6 +60,7 @@ fn reset(board: &Board) {
     board.reset_env();
     let _ = std::fs::remove_file(board.path("data/state.json"));
     let _ = std::fs::remove_file(board.path("data/install.json"));
+    let _ = std::fs::remove_file(board.path("data/resume.json"));
     board.set_cmdline("A");
 }
 
@@ -75,6 +76,8 @@ async fn install_to_the_end(api: &Api, bundle: &str) -> Duration {
 
 #[derive(Debug, Default)]
 struct Tally {
+    /// The restarted daemon resumed the interrupted install by itself.
+    resumed: usize,
     /// Killed before the install wrote anything.
     nothing_happened: usize,
     /// Killed while writing: the journal was left, the restart said so.
@@ -188,8 +191,28 @@ async fn kill_9_at_random_moments_of_an_install() {
             );
         }
 
-        // ---- The restarted daemon's start-up analysis.
+        // ---- The restarted daemon's start-up analysis. An install the kill
+        // interrupted is resumed from its source by the restarted daemon:
+        // wait for that to end first.
         let d2 = Daemon::start(&board, &bus, &api).await;
+        // The start-up analysis keeps an interrupted install's record with
+        // its source; the daemon then restarts that install by itself.
+        let resumes = std::fs::read_to_string(board.path("data/resume.json"))
+            .is_ok_and(|t| t.contains("\"source\":\""));
+        if resumes {
+            tally.resumed += 1;
+            let deadline = Instant::now() + Duration::from_secs(300);
+            let mut seen = false;
+            loop {
+                let op = api.string_prop("Operation").await;
+                seen |= op == "installing";
+                let done = !board.path("data/resume.json").exists() && op != "installing";
+                if (seen && op != "installing") || done || Instant::now() > deadline {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
         let after = board.state();
         let vars2 = board.env_vars();
         let op = api.string_prop("Operation").await;
