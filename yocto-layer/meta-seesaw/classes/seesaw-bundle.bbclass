@@ -26,10 +26,9 @@
 # encoding of payload type and manifest) on stdin and prints the raw 64-byte
 # ed25519 signature, base64, on stdout; seesaw checks it against
 # SEESAW_BUNDLE_SIGN_PUBKEY before it goes into the bundle. The private key
-# can stay in an HSM. This needs "seesaw bundle create --sign-command CMD
-# --sign-pubkey PEM" and the network layout "seesaw bundle create
-# --output-dir DIR": the build stops with a clear message while the seesaw
-# being built has neither.
+# can stay in an HSM ("seesaw bundle create --sign-command CMD --sign-pubkey
+# PEM"). The network layout comes from "seesaw bundle create --output-dir DIR";
+# the build stops with a clear message if the seesaw being built lacks either.
 #
 # Private keys are never copied: seesaw reads them where they are. The task
 # runs every time (nostamp), so a bundle always carries the current keys'
