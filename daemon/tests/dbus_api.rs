@@ -757,7 +757,7 @@ async fn interface_xml_matches_introspection() {
          only in the file: {missing:#?}\nonly in the service: {extra:#?}\n\
          --- introspected\n{live}"
     );
-    // The contract the brief names, so an empty parse cannot pass.
+    // The interface the design names, so an empty parse cannot pass.
     for m in [
         "method Install(in s source, in a{sv} options)",
         "method Cancel()",

@@ -1451,12 +1451,11 @@ keys = ["keys/fleet1.pub", "keys/fleet2.pub"]
     fz.finish();
 }
 
-// FOUND: `RawBundle::verify` panics ("attempt to add with overflow" in
-// `check_length`, bundle.rs: `payload_start + img.payload_offset +
-// img.payload_size`) on a correctly signed manifest whose `payload_offset`
-// is near u64::MAX: `Manifest::validate` does not bound `payload_offset`.
-// Debug builds panic; release builds wrap and then refuse the bundle by
-// accident. Found by `fuzz_bundle_resigned_manifest`-style mutation.
+// Regression: a correctly signed manifest whose `payload_offset` is near
+// u64::MAX once made `RawBundle::verify` overflow in `check_length`
+// (`payload_start + payload_offset + payload_size`). `Manifest::validate`
+// now bounds offsets and sizes, and the sum saturates. Found by the
+// resigned-manifest mutations above.
 #[test]
 fn found_payload_offset_overflow_in_verify() {
     let mut m = sample_manifest();
