@@ -223,6 +223,8 @@ pub fn step(s: &Situation<'_>, event: Event) -> Result<Vec<Action>, Refusal> {
                     now,
                 );
                 state.last_result = Some(r.clone());
+                // Its header is wiped: the slot no longer holds anything installed.
+                state.set_slot(target, None);
                 actions.push(Action::Save(Box::new(state)));
                 actions.push(Action::Report(r));
             }
@@ -765,7 +767,13 @@ mod tests {
 
     #[test]
     fn install_failed_closes_the_journal_and_records_only_if_asked() {
-        let st = State::default();
+        let st = State {
+            slot_b: Some(SlotRecord {
+                manifest: manifest("1.0.0", 1),
+                installed_at: NOW.into(),
+            }),
+            ..State::default()
+        };
         let b = boot(&[A, B], 3, 3);
         let ev = || Event::InstallFailed {
             target: B,
@@ -775,6 +783,10 @@ mod tests {
         assert_eq!(actions[0], Action::KeepForResume { auto: false });
         assert_eq!(actions[1], Action::EndJournal);
         assert_eq!(last_kind(&actions), Some(ResultKind::Failed));
+        assert!(
+            saved(&actions)[0].slot_b.is_none(),
+            "slot marked as not installed"
+        );
         let quiet = step(
             &Situation {
                 state: &st,
