@@ -8,15 +8,16 @@
 //!                                             # decrement its tries, save, and
 //!                                             # write the kernel command line
 //! ```
-//! `boot` uses `seesaw::slot::BootState::select_boot`, the Rust statement of
+//! `boot` uses `seesaw::updater::power_on` (`BootState::select_boot`), the Rust statement of
 //! the boot script's algorithm, and prints the same console marker the
 //! scripts print.
 
 use std::path::Path;
 use std::process::ExitCode;
 
-use seesaw::slot::{BootChoice, BootState};
-use seesaw::uboot_env::{BootEnv, EnvBlock, EnvLayout, FwEnvConfig, UbootEnv};
+use seesaw::slot::BootChoice;
+use seesaw::uboot_env::{EnvBlock, EnvLayout, FwEnvConfig, UbootEnv};
+use seesaw::updater::power_on;
 
 /// Variables a board's built-in environment typically carries; they must
 /// survive every write seesaw makes.
@@ -72,19 +73,8 @@ fn init(config: &Path) -> Result<(), String> {
 
 fn boot(config: &Path, cmdline: &Path) -> Result<(), String> {
     let mut env = UbootEnv::open(config).map_err(|e| e.to_string())?;
-    let vars = env.read_vars().map_err(|e| e.to_string())?;
-    let mut state =
-        BootState::from_vars(|k| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str()))
-            .map_err(|e| e.to_string())?;
     loop {
-        let choice = state.select_boot();
-        let updates = state.to_updates();
-        let pairs: Vec<(&str, Option<&str>)> = updates
-            .iter()
-            .map(|(k, v)| (*k, Some(v.as_str())))
-            .collect();
-        env.write_vars(&pairs).map_err(|e| e.to_string())?;
-        match choice {
+        match power_on(&mut env).map_err(|e| e.to_string())? {
             BootChoice::Boot { slot, tries_left } => {
                 println!("seesaw: booting slot {slot} (tries left {tries_left})");
                 let line =

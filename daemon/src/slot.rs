@@ -167,6 +167,12 @@ impl BootState {
         })
     }
 
+    /// [`BootState::from_vars`] over `name=value` pairs as an environment
+    /// lists them (the first pair of a name wins).
+    pub fn from_pairs(vars: &[(String, String)]) -> Result<BootState, SlotError> {
+        BootState::from_vars(|k| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str()))
+    }
+
     /// Tries left for `slot`.
     pub fn left(&self, slot: Slot) -> u8 {
         match slot {

@@ -312,19 +312,11 @@ impl Updater {
     }
 
     fn boot_state(&self) -> Result<BootState, UpdateError> {
-        let vars = self.env.read_vars()?;
-        Ok(BootState::from_vars(|k| {
-            vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
-        })?)
+        Ok(BootState::from_pairs(&self.env.read_vars()?)?)
     }
 
     fn write_env(&mut self, updates: &[(&'static str, String)]) -> Result<(), UpdateError> {
-        let pairs: Vec<(&str, Option<&str>)> = updates
-            .iter()
-            .map(|(k, v)| (*k, Some(v.as_str())))
-            .collect();
-        self.env.write_vars(&pairs)?;
-        Ok(())
+        write_contract(self.env.as_mut(), updates)
     }
 
     /// Verifies the bundle at `path` and checks it against this device before
@@ -791,4 +783,28 @@ impl install::ChunkLog for JournalLog<'_> {
             self.flush();
         }
     }
+}
+
+fn write_contract(
+    env: &mut dyn BootEnv,
+    updates: &[(&'static str, String)],
+) -> Result<(), UpdateError> {
+    let pairs: Vec<(&str, Option<&str>)> = updates
+        .iter()
+        .map(|(k, v)| (*k, Some(v.as_str())))
+        .collect();
+    env.write_vars(&pairs)?;
+    Ok(())
+}
+
+/// One power-on as the boot scripts in `bootloader-scripts/` do it, played
+/// on a real environment: choose the slot ([`BootState::select_boot`]),
+/// save the contract variables. For simulated boards and tests; on a board
+/// U-Boot does this itself. Returns the choice; the caller passes
+/// `seesaw.slot=<slot>` to its simulated kernel.
+pub fn power_on(env: &mut dyn BootEnv) -> Result<crate::slot::BootChoice, UpdateError> {
+    let mut boot = BootState::from_pairs(&env.read_vars()?)?;
+    let choice = boot.select_boot();
+    write_contract(env, &boot.to_updates())?;
+    Ok(choice)
 }

@@ -7,7 +7,7 @@ mod common;
 use common::{install_with as install, Board, NOW};
 use seesaw::config::Config;
 use seesaw::manifest::ManifestError;
-use seesaw::slot::{BootChoice, BootState, Slot};
+use seesaw::slot::{BootChoice, Slot};
 use seesaw::state::StateStore;
 use seesaw::uboot_env::{BootEnv, EnvError, UbootEnv};
 use seesaw::updater::{UpdateError, Updater};
@@ -29,18 +29,7 @@ fn var(b: &Board, name: &str) -> Option<String> {
 
 /// One power-on as the boot script does it; writes the command line.
 fn reboot(b: &Board) -> BootChoice {
-    let mut e = env(b);
-    let vars = e.read_vars().unwrap();
-    let mut boot =
-        BootState::from_vars(|k| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str()))
-            .unwrap();
-    let choice = boot.select_boot();
-    let updates = boot.to_updates();
-    let pairs: Vec<(&str, Option<&str>)> = updates
-        .iter()
-        .map(|(k, v)| (*k, Some(v.as_str())))
-        .collect();
-    e.write_vars(&pairs).unwrap();
+    let choice = seesaw::updater::power_on(&mut env(b)).unwrap();
     if let BootChoice::Boot { slot, .. } = choice {
         std::fs::write(b.path("cmdline"), format!("seesaw.slot={slot}\n")).unwrap();
     }

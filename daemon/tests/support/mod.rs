@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use seesaw::slot::{BootChoice, BootState};
+use seesaw::slot::BootChoice;
 use seesaw::uboot_env::{BootEnv, UbootEnv};
 use zbus::zvariant::{OwnedValue, Value};
 
@@ -492,17 +492,7 @@ impl Board {
     /// and write the command line (what U-Boot passes to the kernel).
     pub fn reboot(&self) -> BootChoice {
         let mut e = UbootEnv::open(&self.path("fw_env.config")).unwrap();
-        let vars = e.read_vars().unwrap();
-        let mut boot =
-            BootState::from_vars(|k| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str()))
-                .unwrap();
-        let choice = boot.select_boot();
-        let updates = boot.to_updates();
-        let pairs: Vec<(&str, Option<&str>)> = updates
-            .iter()
-            .map(|(k, v)| (*k, Some(v.as_str())))
-            .collect();
-        e.write_vars(&pairs).unwrap();
+        let choice = seesaw::updater::power_on(&mut e).unwrap();
         if let BootChoice::Boot { slot, .. } = choice {
             self.set_cmdline(slot.name());
         }
