@@ -90,6 +90,10 @@ pub enum BundleError {
     /// An option given to `bundle create` is unusable.
     #[error("invalid bundle option: {0}")]
     InvalidOption(String),
+    /// The block index of a network layout is missing, damaged or does
+    /// not match the signed manifest.
+    #[error("block store: {0}")]
+    BlockIndex(String),
     /// Compression failed.
     #[error("failed to compress chunk {index}: {source}")]
     Compress {
@@ -133,15 +137,24 @@ pub struct CreateOptions {
 pub const NETWORK_ENVELOPE: &str = "manifest.dsse.json";
 /// The network layout's payload file name.
 pub const NETWORK_PAYLOAD: &str = "rootfs.payload";
+/// The network layout's block index file name (see [`crate::blocks`]).
+pub const NETWORK_INDEX: &str = "rootfs.index";
+/// The network layout's block store file name (see [`crate::blocks`]).
+pub const NETWORK_BLOCKS: &str = "rootfs.blocks";
 
 /// Where `bundle create` writes: a one-file bundle, a network layout
-/// directory ([`NETWORK_ENVELOPE`] + [`NETWORK_PAYLOAD`]), or both.
+/// directory ([`NETWORK_ENVELOPE`], [`NETWORK_PAYLOAD`], [`NETWORK_INDEX`],
+/// [`NETWORK_BLOCKS`]), or both.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Outputs<'a> {
     /// The one-file bundle.
     pub file: Option<&'a Path>,
     /// The network layout directory (created if missing).
     pub dir: Option<&'a Path>,
+    /// Earlier images devices may be running: the network layout's block
+    /// store keeps the blocks they lack in frames of their own, so a delta
+    /// from them downloads less. Optional.
+    pub delta_bases: &'a [PathBuf],
 }
 
 /// Creates a bundle from the image file `image`, signed by every signer in
@@ -214,6 +227,7 @@ pub fn create(
                 payload_offset: 0,
                 payload_size,
                 payload_file: None,
+                blocks: None,
             }],
         };
         manifest.validate()?;
@@ -226,6 +240,15 @@ pub fn create(
         if let Some(dir) = outputs.dir {
             let mut m = manifest.clone();
             m.images[0].payload_file = Some(NETWORK_PAYLOAD.into());
+            std::fs::create_dir_all(dir).map_err(io("create", dir))?;
+            m.images[0].blocks = Some(write_block_store(
+                &src,
+                image,
+                size,
+                opts,
+                outputs.delta_bases,
+                dir,
+            )?);
             m.validate()?;
             let env = Envelope::sign_with(MANIFEST_PAYLOAD_TYPE, &m.to_json(), keys)?;
             std::fs::create_dir_all(dir).map_err(io("create", dir))?;
@@ -247,6 +270,59 @@ pub fn create(
         first.ok_or_else(|| BundleError::InvalidOption("no output".into()))
     })();
     let _ = std::fs::remove_file(&payload_path);
+    result
+}
+
+/// Writes the block index and block store of `src` into `dir` (temporary
+/// names renamed into place) and returns their manifest entry.
+fn write_block_store(
+    src: &File,
+    src_path: &Path,
+    size: u64,
+    opts: &CreateOptions,
+    bases: &[PathBuf],
+    dir: &Path,
+) -> Result<manifest::BlockStore, BundleError> {
+    let blocks = dir.join(NETWORK_BLOCKS);
+    let index_path = dir.join(NETWORK_INDEX);
+    let tmp_blocks = tmp_path(&blocks, "new");
+    let tmp_index = tmp_path(&index_path, "new");
+    let result = (|| {
+        let file = File::create(&tmp_blocks).map_err(io("create", &tmp_blocks))?;
+        let mut out = BufWriter::with_capacity(1 << 20, file);
+        let block_err = |e: crate::blocks::BlockError| BundleError::BlockIndex(e.to_string());
+        let index = crate::blocks::build(
+            src,
+            src_path,
+            size,
+            bases,
+            opts.zstd_level,
+            opts.threads,
+            &mut out,
+            &tmp_blocks,
+        )
+        .map_err(block_err)?;
+        let file = out
+            .into_inner()
+            .map_err(|e| io("write", &tmp_blocks)(e.into_error()))?;
+        file.sync_all().map_err(io("fsync", &tmp_blocks))?;
+        let bytes = index.encode().map_err(block_err)?;
+        std::fs::write(&tmp_index, &bytes).map_err(io("write", &tmp_index))?;
+        std::fs::rename(&tmp_blocks, &blocks).map_err(io("rename to", &blocks))?;
+        std::fs::rename(&tmp_index, &index_path).map_err(io("rename to", &index_path))?;
+        Ok(manifest::BlockStore {
+            block_size: crate::blocks::BLOCK_SIZE,
+            index_file: NETWORK_INDEX.into(),
+            index_size: bytes.len() as u64,
+            index_sha256: hex::encode(Sha256::digest(&bytes)),
+            store_file: NETWORK_BLOCKS.into(),
+            store_size: index.store_size(),
+        })
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp_blocks);
+        let _ = std::fs::remove_file(&tmp_index);
+    }
     result
 }
 

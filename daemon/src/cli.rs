@@ -179,9 +179,14 @@ pub enum BundleCommand {
         #[arg(long, required_unless_present = "output_dir")]
         output: Option<PathBuf>,
         /// Also (or instead) write the network layout into this directory:
-        /// manifest.dsse.json (the signed envelope) and rootfs.payload.
+        /// manifest.dsse.json (the signed envelope), rootfs.payload, and the
+        /// block store for delta installs (rootfs.index, rootfs.blocks).
         #[arg(long)]
         output_dir: Option<PathBuf>,
+        /// An earlier image devices may run (repeatable): the block store
+        /// keeps the blocks it lacks apart, so deltas from it download less.
+        #[arg(long = "delta-base", requires = "output_dir")]
+        delta_bases: Vec<PathBuf>,
     },
     /// Add a countersignature, keeping existing ones.
     Sign {
@@ -466,6 +471,7 @@ fn run_bundle(cmd: BundleCommand, config: &Path, now: OffsetDateTime) -> anyhow:
             external,
             output,
             output_dir,
+            delta_bases,
         } => {
             let expires = expires
                 .map(|e| {
@@ -501,6 +507,7 @@ fn run_bundle(cmd: BundleCommand, config: &Path, now: OffsetDateTime) -> anyhow:
                 bundle::Outputs {
                     file: output.as_deref(),
                     dir: output_dir.as_deref(),
+                    delta_bases: &delta_bases,
                 },
             )?;
             let img = m.rootfs();

@@ -399,10 +399,133 @@ impl Written {
     }
 }
 
-/// Writes `image` from `source` (its first stored chunk at `payload_start`)
-/// into `target` and reads it back; see the module documentation for the
-/// guarantees. `threads` workers (0 = one per core) verify and write chunks
-/// in parallel while the calling thread reads them back in order;
+/// Where the bytes of each image chunk come from, before they are verified.
+pub trait ChunkSource: Sync {
+    /// How many workers may produce chunks at once (1 = one at a time, in
+    /// image order).
+    fn max_workers(&self) -> usize;
+    /// Fills `out[..len]` with chunk `i` (`len` = [`Image::chunk_len`]);
+    /// `out` is at least one chunk long, rounded up to 4 KiB.
+    fn produce(&self, scratch: &mut Scratch, i: usize, out: &mut [u8]) -> Result<(), InstallError>;
+    /// Chunk `i` did not match its digest: fill it again from the origin
+    /// only (no local copies). `Ok(false)` when there is no other way.
+    fn retry(
+        &self,
+        _scratch: &mut Scratch,
+        _i: usize,
+        _out: &mut [u8],
+    ) -> Result<bool, InstallError> {
+        Ok(false)
+    }
+    /// Chunk `i` was verified and written.
+    fn committed(&self, _i: usize) {}
+}
+
+/// Per-worker buffers and decoder of a [`ChunkSource`].
+#[derive(Default)]
+pub struct Scratch {
+    stored: Vec<u8>,
+    zstd: Option<zstd::bulk::Decompressor<'static>>,
+}
+
+/// The stored chunks of a bundle payload: chunk `i` is the `i`-th stored
+/// form (one zstd frame or raw bytes) from `payload_start` in `source`.
+pub struct StoredChunks<'a> {
+    source: &'a dyn PayloadSource,
+    image: &'a Image,
+    offsets: Vec<u64>,
+}
+
+impl<'a> StoredChunks<'a> {
+    /// The chunks of `image` in `source`, the first at `payload_start`.
+    pub fn new(
+        source: &'a dyn PayloadSource,
+        payload_start: u64,
+        image: &'a Image,
+    ) -> StoredChunks<'a> {
+        let mut offsets = Vec::with_capacity(image.chunks.len());
+        let mut at = payload_start;
+        for c in &image.chunks {
+            offsets.push(at);
+            at += c.stored_size;
+        }
+        StoredChunks {
+            source,
+            image,
+            offsets,
+        }
+    }
+}
+
+impl ChunkSource for StoredChunks<'_> {
+    fn max_workers(&self) -> usize {
+        usize::MAX
+    }
+
+    fn produce(&self, scratch: &mut Scratch, i: usize, out: &mut [u8]) -> Result<(), InstallError> {
+        let img = self.image;
+        let chunk = &img.chunks[i];
+        let len = img.chunk_len(i) as usize;
+        // stored_size is bounded by Manifest::validate (about one chunk).
+        scratch.stored.resize(chunk.stored_size as usize, 0);
+        self.source
+            .read_at(self.offsets[i], &mut scratch.stored)
+            .map_err(|e| InstallError::ReadPayload {
+                index: i,
+                source_name: self.source.name(),
+                source: e,
+            })?;
+        match img.compression {
+            Compression::None => out[..len].copy_from_slice(&scratch.stored),
+            Compression::Zstd => {
+                let corrupt = |reason: String| InstallError::Decompress { index: i, reason };
+                if scratch.zstd.is_none() {
+                    scratch.zstd =
+                        Some(zstd::bulk::Decompressor::new().map_err(|e| corrupt(e.to_string()))?);
+                }
+                let dec = scratch
+                    .zstd
+                    .as_mut()
+                    .ok_or_else(|| corrupt("no decoder".into()))?;
+                // Decoding into exactly `len` bytes: a frame that would
+                // produce more fails here instead of overrunning.
+                let got = dec
+                    .decompress_to_buffer(&scratch.stored[..], &mut out[..len])
+                    .map_err(|e| corrupt(e.to_string()))?;
+                if got != len {
+                    return Err(corrupt(format!(
+                        "decoded {got} bytes, the manifest says {len}"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ChunkSource for crate::blocks::Assembler<'_> {
+    fn max_workers(&self) -> usize {
+        1
+    }
+
+    fn produce(&self, _: &mut Scratch, i: usize, out: &mut [u8]) -> Result<(), InstallError> {
+        self.fill(i, out, true)
+    }
+
+    fn retry(&self, _: &mut Scratch, i: usize, out: &mut [u8]) -> Result<bool, InstallError> {
+        log::warn!("chunk {i} built from local blocks did not verify; downloading its blocks");
+        self.fill(i, out, false).map(|()| true)
+    }
+
+    fn committed(&self, i: usize) {
+        self.commit(i)
+    }
+}
+
+/// Writes `image` from `source` into `target` and reads it back; see the
+/// module documentation for the guarantees. Up to `threads` workers
+/// (0 = one per core; never more than the source allows) verify and write
+/// chunks in parallel while the calling thread reads them back in order;
 /// `cancel` is checked before every chunk.
 ///
 /// Chunks `log` says are already in the slot are neither fetched nor
@@ -412,8 +535,7 @@ impl Written {
 /// wiped (best effort) and nothing else was touched.
 #[allow(clippy::too_many_arguments)]
 pub fn write_image(
-    source: &dyn PayloadSource,
-    payload_start: u64,
+    source: &dyn ChunkSource,
     image: &Image,
     target: &dyn SlotDevice,
     threads: usize,
@@ -439,16 +561,7 @@ pub fn write_image(
         offset: 0,
         source,
     })?;
-    let result = write_and_read_back(
-        source,
-        payload_start,
-        image,
-        target,
-        threads,
-        progress,
-        log,
-        cancel,
-    );
+    let result = write_and_read_back(source, image, target, threads, progress, log, cancel);
     if result.is_err() {
         let _ = wipe().and_then(|_| target.flush());
     }
@@ -457,8 +570,7 @@ pub fn write_image(
 
 #[allow(clippy::too_many_arguments)]
 fn write_and_read_back(
-    source: &dyn PayloadSource,
-    payload_start: u64,
+    source: &dyn ChunkSource,
     image: &Image,
     target: &dyn SlotDevice,
     threads: usize,
@@ -467,19 +579,15 @@ fn write_and_read_back(
     cancel: &AtomicBool,
 ) -> Result<(), InstallError> {
     let n = image.chunks.len();
-    let mut offsets = Vec::with_capacity(n);
-    let mut at = payload_start;
-    for c in &image.chunks {
-        offsets.push(at);
-        at += c.stored_size;
-    }
     let threads = if threads == 0 {
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1)
     } else {
         threads
-    };
+    }
+    .min(source.max_workers())
+    .max(1);
     let written = Written {
         done: (0..n).map(|_| AtomicBool::new(false)).collect(),
         lock: Mutex::new(()),
@@ -497,7 +605,7 @@ fn write_and_read_back(
     let digest = std::thread::scope(|s| {
         for _ in 0..threads.min(n) {
             s.spawn(|| {
-                let mut worker = ChunkWorker::new(image);
+                let mut worker = ChunkWorker::new(image, source);
                 loop {
                     let i = next.fetch_add(1, Ordering::SeqCst);
                     if i >= n || failed.load(Ordering::SeqCst) {
@@ -514,8 +622,9 @@ fn write_and_read_back(
                         progress.update(Phase::Write, d, image.size);
                         continue;
                     }
-                    match worker.install_chunk(source, offsets[i], i, target) {
+                    match worker.install_chunk(i, target) {
                         Ok(len) => {
+                            source.committed(i);
                             written.mark(i);
                             log.written(i);
                             let d = done.fetch_add(len, Ordering::SeqCst) + len;
@@ -590,71 +699,35 @@ fn write_and_read_back(
     Ok(())
 }
 
-/// Per-thread buffers and decoder.
+/// Per-thread buffer and the source's scratch space.
 struct ChunkWorker<'a> {
     image: &'a Image,
-    stored: Vec<u8>,
+    source: &'a dyn ChunkSource,
+    scratch: Scratch,
     data: AlignedBuf,
-    zstd: Option<zstd::bulk::Decompressor<'static>>,
 }
 
 impl<'a> ChunkWorker<'a> {
-    fn new(image: &'a Image) -> ChunkWorker<'a> {
+    fn new(image: &'a Image, source: &'a dyn ChunkSource) -> ChunkWorker<'a> {
         ChunkWorker {
             image,
-            stored: Vec::new(),
+            source,
+            scratch: Scratch::default(),
             data: AlignedBuf::new(image.chunk_size as usize),
-            zstd: None,
         }
     }
 
-    /// Reads, decodes, verifies and writes chunk `i`. Returns its length.
-    fn install_chunk(
-        &mut self,
-        source: &dyn PayloadSource,
-        stored_at: u64,
-        i: usize,
-        target: &dyn SlotDevice,
-    ) -> Result<u64, InstallError> {
+    /// Produces, verifies and writes chunk `i`. Returns its length.
+    fn install_chunk(&mut self, i: usize, target: &dyn SlotDevice) -> Result<u64, InstallError> {
         let img = self.image;
-        let chunk = &img.chunks[i];
         let len = img.chunk_len(i) as usize;
         let offset = img.chunk_offset(i);
-        // stored_size is bounded by Manifest::validate (about one chunk).
-        self.stored.resize(chunk.stored_size as usize, 0);
-        source
-            .read_at(stored_at, &mut self.stored)
-            .map_err(|e| InstallError::ReadPayload {
-                index: i,
-                source_name: source.name(),
-                source: e,
-            })?;
         let out = self.data.as_mut();
-        match img.compression {
-            Compression::None => out[..len].copy_from_slice(&self.stored),
-            Compression::Zstd => {
-                let corrupt = |reason: String| InstallError::Decompress { index: i, reason };
-                if self.zstd.is_none() {
-                    self.zstd =
-                        Some(zstd::bulk::Decompressor::new().map_err(|e| corrupt(e.to_string()))?);
-                }
-                let dec = self
-                    .zstd
-                    .as_mut()
-                    .ok_or_else(|| corrupt("no decoder".into()))?;
-                // Decoding into exactly `len` bytes: a frame that would
-                // produce more fails here instead of overrunning.
-                let got = dec
-                    .decompress_to_buffer(&self.stored[..], &mut out[..len])
-                    .map_err(|e| corrupt(e.to_string()))?;
-                if got != len {
-                    return Err(corrupt(format!(
-                        "decoded {got} bytes, the manifest says {len}"
-                    )));
-                }
-            }
-        }
-        if !hex_eq(&Sha256::digest(&out[..len]), &chunk.sha256) {
+        self.source.produce(&mut self.scratch, i, out)?;
+        let matches = |out: &[u8]| hex_eq(&Sha256::digest(&out[..len]), &img.chunks[i].sha256);
+        let verified =
+            matches(out) || (self.source.retry(&mut self.scratch, i, out)? && matches(out));
+        if !verified {
             return Err(InstallError::ChunkHash { index: i, offset });
         }
         // Direct I/O needs whole 4 KiB blocks: a short last chunk is written

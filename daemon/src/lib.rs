@@ -11,6 +11,8 @@
 //! - [`transport`] — HTTPS sources: resuming range streams, timeouts, TLS trust.
 //! - [`bundle`] — the one-file bundle (envelope first, then zstd payload): create,
 //!   countersign, open.
+//! - [`blocks`] — the content-addressed block store and index for delta
+//!   updates from the running slot.
 //! - [`install`] — the streaming install pipeline into the inactive slot.
 //! - [`lifecycle`] — the update lifecycle as a pure state machine.
 //! - [`state`] — what the device remembers across boots, written atomically.
@@ -22,6 +24,7 @@
 //! - [`events`] — stable journald `MESSAGE_ID`s and logger set-up.
 //! - [`cli`] — the command-line front end; [`client`] — its D-Bus side.
 
+pub mod blocks;
 pub mod bundle;
 pub mod cli;
 pub mod client;

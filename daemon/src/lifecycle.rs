@@ -491,6 +491,7 @@ mod tests {
                 payload_offset: 0,
                 payload_size: 10,
                 payload_file: None,
+                blocks: None,
             }],
         }
     }

@@ -24,10 +24,23 @@
 //!     "chunks": [{ "sha256": "<64 hex>", "stored_size": 123456 }, ...],
 //!     "compression": "zstd",
 //!     "payload_offset": 0,
-//!     "payload_size": 70312345
+//!     "payload_size": 70312345,
+//!     "payload_file": "rootfs.payload",
+//!     "blocks": {
+//!       "block_size": 4096,
+//!       "index_file": "rootfs.index",
+//!       "index_size": 734001,
+//!       "index_sha256": "<64 hex>",
+//!       "store_file": "rootfs.blocks",
+//!       "store_size": 68123456
+//!     }
 //!   }]
 //! }
 //! ```
+//! `payload_file` and `blocks` appear only in the network layout. `blocks`
+//! names the content-addressed block store of the same image (see
+//! [`crate::blocks`]) that delta installs read; the chunk digests above still
+//! decide what may be written.
 //! `chunks[i]` covers image bytes `[i*chunk_size, min((i+1)*chunk_size, size))`;
 //! its `sha256` is over those uncompressed bytes and `stored_size` is the
 //! length of its stored form (one zstd frame, or the raw bytes). Chunks are
@@ -147,6 +160,39 @@ pub struct Image {
     /// the envelope.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload_file: Option<String>,
+    /// In the network layout: the block store for delta installs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocks: Option<BlockStore>,
+}
+
+/// The block store of an image (network layout only): the files and the
+/// digest that tie the block index to this signed manifest.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct BlockStore {
+    /// Bytes per block; 4096 (the only size of this format).
+    pub block_size: u64,
+    /// The block index file's name, relative to the envelope's URL.
+    pub index_file: String,
+    /// Size of the block index file, bytes.
+    pub index_size: u64,
+    /// SHA-256 of the block index file, 64 lowercase hex characters.
+    pub index_sha256: String,
+    /// The block store file's name (zstd frames of distinct blocks).
+    pub store_file: String,
+    /// Size of the block store file, bytes.
+    pub store_size: u64,
+}
+
+/// Largest block index accepted, bytes (an index is about 1/500 of its image).
+pub const MAX_INDEX_BYTES: u64 = 1 << 30;
+
+fn plain_file_name(f: &str) -> bool {
+    !f.is_empty()
+        && f.len() <= 255
+        && f.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        && !f.starts_with('.')
 }
 
 /// Optional targeting: if present, the device must match a listed id or group.
@@ -338,13 +384,42 @@ impl Manifest {
             total = total.saturating_add(c.stored_size);
         }
         if let Some(f) = &img.payload_file {
-            let ok = !f.is_empty()
-                && f.len() <= 255
-                && f.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
-                && !f.starts_with('.');
-            if !ok {
+            if !plain_file_name(f) {
                 return bad(format!("payload file name {f:?} is not a plain file name"));
+            }
+        }
+        if let Some(b) = &img.blocks {
+            if img.payload_file.is_none() {
+                return bad("a block store is only valid in the network layout".into());
+            }
+            if b.block_size != crate::blocks::BLOCK_SIZE || img.chunk_size % b.block_size != 0 {
+                return bad(format!(
+                    "block size {} is not 4096 or does not divide the chunk size",
+                    b.block_size
+                ));
+            }
+            for f in [&b.index_file, &b.store_file] {
+                if !plain_file_name(f) {
+                    return bad(format!(
+                        "block store file name {f:?} is not a plain file name"
+                    ));
+                }
+            }
+            if !is_sha256_hex(&b.index_sha256) {
+                return bad(format!(
+                    "block index sha256 {:?} is not 64 lowercase hex digits",
+                    b.index_sha256
+                ));
+            }
+            if b.index_size == 0
+                || b.index_size > MAX_INDEX_BYTES
+                || b.store_size == 0
+                || b.store_size > MAX_PAYLOAD_BYTES
+            {
+                return bad(format!(
+                    "block index size {} or store size {} is out of bounds",
+                    b.index_size, b.store_size
+                ));
             }
         }
         // Offsets and sizes fit a real file; far larger values only serve to
@@ -462,7 +537,19 @@ mod tests {
                 payload_offset: 0,
                 payload_size: 250,
                 payload_file: None,
+                blocks: None,
             }],
+        }
+    }
+
+    fn store() -> BlockStore {
+        BlockStore {
+            block_size: 4096,
+            index_file: "rootfs.index".into(),
+            index_size: 100,
+            index_sha256: "cd".repeat(32),
+            store_file: "rootfs.blocks".into(),
+            store_size: 1000,
         }
     }
 
@@ -535,7 +622,47 @@ mod tests {
             Box::new(|m| m.images[0].payload_file = Some("../etc/passwd".into())),
             Box::new(|m| m.images[0].payload_offset = u64::MAX),
             Box::new(|m| m.images[0].payload_file = Some("https://elsewhere/x".into())),
+            Box::new(|m| m.images[0].blocks = Some(store())),
+            Box::new(|m| {
+                m.images[0].payload_file = Some("p".into());
+                m.images[0].blocks = Some(BlockStore {
+                    block_size: 512,
+                    ..store()
+                });
+            }),
+            Box::new(|m| {
+                m.images[0].payload_file = Some("p".into());
+                m.images[0].blocks = Some(BlockStore {
+                    index_file: "../i".into(),
+                    ..store()
+                });
+            }),
+            Box::new(|m| {
+                m.images[0].payload_file = Some("p".into());
+                m.images[0].blocks = Some(BlockStore {
+                    index_sha256: "x".into(),
+                    ..store()
+                });
+            }),
+            Box::new(|m| {
+                m.images[0].payload_file = Some("p".into());
+                m.images[0].blocks = Some(BlockStore {
+                    index_size: 0,
+                    ..store()
+                });
+            }),
+            Box::new(|m| {
+                m.images[0].payload_file = Some("p".into());
+                m.images[0].blocks = Some(BlockStore {
+                    store_size: u64::MAX,
+                    ..store()
+                });
+            }),
         ];
+        let mut ok = sample();
+        ok.images[0].payload_file = Some("p".into());
+        ok.images[0].blocks = Some(store());
+        ok.validate().unwrap();
         for (i, f) in cases.iter().enumerate() {
             let mut m = sample();
             f(&mut m);

@@ -56,6 +56,15 @@ pub struct NetworkConfig {
     /// (for metered links; 0 = no limit).
     #[serde(default)]
     pub max_download_bytes: u64,
+    /// Whether a network layout with a block store is installed as a delta
+    /// from the running slot (when that downloads less than the full
+    /// payload). `false` always downloads the full payload.
+    #[serde(default = "default_delta")]
+    pub delta: bool,
+}
+
+fn default_delta() -> bool {
+    true
 }
 
 fn default_connect_timeout() -> u64 {
@@ -87,6 +96,7 @@ impl Default for NetworkConfig {
             retries: default_retries(),
             allow_http: false,
             max_download_bytes: 0,
+            delta: true,
         }
     }
 }

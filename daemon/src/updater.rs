@@ -12,6 +12,7 @@ use std::sync::atomic::AtomicBool;
 use serde::Serialize;
 use time::OffsetDateTime;
 
+use crate::blocks::{Assembler, BlockIndex, LocalBlocks};
 use crate::bundle::{BundleError, RawBundle};
 use crate::config::{Config, ConfigError};
 use crate::install::{self, FileSlot, FileSource, InstallError, Progress};
@@ -88,6 +89,41 @@ pub struct InstallReport {
     pub version: String,
     /// Image size, bytes.
     pub size: u64,
+}
+
+/// What is kept next to a slot's block index: the image it describes.
+#[derive(Debug, Serialize, serde::Deserialize)]
+struct KeptIndex {
+    image_sha256: String,
+    image_size: u64,
+}
+
+/// What a delta install downloads and where the rest comes from.
+struct BlockPlan {
+    url: String,
+    store_url: String,
+    /// Bytes to download, the index included.
+    planned: u64,
+    index: BlockIndex,
+    index_bytes: Vec<u8>,
+    local: LocalBlocks,
+    running_dev: PathBuf,
+    /// `(offset, length)` of the frames to download, in store order.
+    wanted: Vec<(u64, u64)>,
+}
+
+/// Out-of-plan fetches from the block store.
+struct StoreRefetch<'a> {
+    fetcher: &'a Fetcher,
+    url: &'a str,
+}
+
+impl crate::blocks::Refetch for StoreRefetch<'_> {
+    fn get(&self, offset: u64, len: u64) -> std::io::Result<Vec<u8>> {
+        self.fetcher
+            .get_range(self.url, offset, len)
+            .map_err(std::io::Error::other)
+    }
 }
 
 /// One slot in [`Status`].
@@ -390,10 +426,15 @@ impl Updater {
         let origin = std::path::absolute(path)
             .map(|p| p.display().to_string())
             .unwrap_or_default();
+        let chunks = install::StoredChunks::new(
+            &source,
+            bundle.image_payload_start(),
+            bundle.manifest.rootfs(),
+        );
         self.write_verified(
             target,
             &bundle.manifest,
-            (&source, bundle.image_payload_start(), &origin),
+            (&chunks, &origin),
             resume,
             opts,
             progress,
@@ -479,6 +520,30 @@ impl Updater {
         }
         let source = HttpSource::new(&fetcher, &payload_url, &wanted);
         let limit = self.config.network.max_download_bytes;
+        if let (Some(store), true) = (&img.blocks, self.config.network.delta) {
+            let plan =
+                match self.plan_blocks(&fetcher, url, store, target, img, &resume, opts, cancel) {
+                    // The index could not be fetched: the full payload still can.
+                    Err(UpdateError::Transport(e)) => {
+                        log::warn!("no delta: {e}; downloading the full payload");
+                        None
+                    }
+                    other => Some(other?),
+                };
+            let full = source.planned_bytes();
+            if let Some(plan) = plan.filter(|p| p.planned < full) {
+                if limit > 0 && plan.planned > limit {
+                    return Err(TransportError::OverBudget {
+                        needed: plan.planned,
+                        limit,
+                    }
+                    .into());
+                }
+                return self.install_blocks(
+                    &fetcher, plan, target, &manifest, resume, opts, progress, cancel, now,
+                );
+            }
+        }
         if limit > 0 && source.planned_bytes() > limit {
             return Err(TransportError::OverBudget {
                 needed: source.planned_bytes(),
@@ -487,16 +552,201 @@ impl Updater {
             .into());
         }
         let start = payload_start + img.payload_offset;
+        let chunks = install::StoredChunks::new(&source, start, img);
         self.write_verified(
             target,
             &manifest,
-            (&source, start, url),
+            (&chunks, url),
             resume,
             opts,
             progress,
             cancel,
             now,
         )
+    }
+
+    /// Fetches and checks the block index of a network layout and works
+    /// out what a delta install from the running slot downloads: blocks the
+    /// running slot already has are found through the kept index of its
+    /// image, or by reading it.
+    #[allow(clippy::too_many_arguments)]
+    fn plan_blocks(
+        &self,
+        fetcher: &Fetcher,
+        url: &str,
+        store: &crate::manifest::BlockStore,
+        target: Slot,
+        img: &crate::manifest::Image,
+        resume: &[bool],
+        opts: &InstallOptions,
+        cancel: &AtomicBool,
+    ) -> Result<BlockPlan, UpdateError> {
+        let index_url = crate::transport::sibling_url(url, &store.index_file)?;
+        let index_bytes = fetcher.get_small(&index_url, store.index_size)?;
+        let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&index_bytes));
+        if index_bytes.len() as u64 != store.index_size || digest != store.index_sha256 {
+            return Err(BundleError::BlockIndex(format!(
+                "{index_url} does not match the manifest ({} bytes, SHA-256 {digest})",
+                index_bytes.len()
+            ))
+            .into());
+        }
+        let index = BlockIndex::decode(&index_bytes, img.size, store.store_size)
+            .map_err(|e| BundleError::BlockIndex(e.to_string()))?;
+        let running = target.other();
+        let running_dev = self.config.slot_device(running).to_path_buf();
+        let started = std::time::Instant::now();
+        let (local, how) = match self.kept_index(running) {
+            Some(old) => (
+                LocalBlocks::from_running_index(&index, &old),
+                "its kept index",
+            ),
+            None => {
+                let size = install::device_size(&running_dev).unwrap_or(0);
+                let local = LocalBlocks::scan(&index, &running_dev, size, opts.threads, cancel)
+                    .unwrap_or_else(|e| {
+                        log::warn!("cannot read slot {running} for a delta install: {e}");
+                        LocalBlocks::none(&index)
+                    });
+                (local, "reading it")
+            }
+        };
+        let frames = crate::blocks::needed_frames(&index, &local, img.chunk_size, resume);
+        let wanted: Vec<(u64, u64)> = frames
+            .iter()
+            .map(|&f| {
+                (
+                    index.frame_offset(f),
+                    u64::from(index.frames[f].stored_size),
+                )
+            })
+            .collect();
+        let fetch = wanted.iter().map(|w| w.1).sum::<u64>();
+        log::info!(
+            "delta: {} of {} distinct blocks found in slot {running} by {how} in {:.2} s; \
+             {} of {} frames to download, {fetch} bytes + {} bytes of index",
+            local.found(),
+            index.short.len(),
+            started.elapsed().as_secs_f64(),
+            frames.len(),
+            index.frames.len(),
+            store.index_size,
+        );
+        Ok(BlockPlan {
+            store_url: crate::transport::sibling_url(url, &store.store_file)?,
+            url: url.to_string(),
+            planned: fetch + store.index_size,
+            index,
+            index_bytes,
+            local,
+            running_dev,
+            wanted,
+        })
+    }
+
+    /// A delta install following `plan`. Every chunk is still checked
+    /// against the manifest before it is written; a local block that does
+    /// not verify is downloaded instead.
+    #[allow(clippy::too_many_arguments)]
+    fn install_blocks(
+        &mut self,
+        fetcher: &Fetcher,
+        plan: BlockPlan,
+        target: Slot,
+        manifest: &Manifest,
+        resume: Vec<bool>,
+        opts: &InstallOptions,
+        progress: &dyn Progress,
+        cancel: &AtomicBool,
+        now: OffsetDateTime,
+    ) -> Result<InstallReport, UpdateError> {
+        let img = manifest.rootfs();
+        let source = HttpSource::new(fetcher, &plan.store_url, &plan.wanted);
+        let refetch = StoreRefetch {
+            fetcher,
+            url: &plan.store_url,
+        };
+        let limit = self.config.network.max_download_bytes;
+        let assembler = Assembler::new(
+            &plan.index,
+            img.chunk_size,
+            plan.local,
+            Some(&plan.running_dev),
+            self.config.slot_device(target),
+            &source,
+            0,
+            &refetch,
+            if limit > 0 {
+                limit.saturating_sub(plan.planned).max(1)
+            } else {
+                0
+            },
+            &resume,
+        )
+        .map_err(|e| BundleError::BlockIndex(e.to_string()))?;
+        self.forget_kept_index(target);
+        let report = self.write_verified(
+            target,
+            manifest,
+            (&assembler, &plan.url),
+            resume,
+            opts,
+            progress,
+            cancel,
+            now,
+        )?;
+        self.keep_index(target, img, &plan.index_bytes);
+        Ok(report)
+    }
+
+    fn kept_index_paths(&self, slot: Slot) -> (PathBuf, PathBuf) {
+        let dir = &self.config.data_dir;
+        (
+            dir.join(format!("slot-{slot}.index")),
+            dir.join(format!("slot-{slot}.index.json")),
+        )
+    }
+
+    /// The block index of the image slot `slot` holds, if it was kept when
+    /// the slot was installed and the slot's record still names that image.
+    fn kept_index(&self, slot: Slot) -> Option<BlockIndex> {
+        let state = self.store.load().ok()?;
+        let img = state.slot(slot)?.manifest.rootfs().clone();
+        let (index, meta) = self.kept_index_paths(slot);
+        let meta: KeptIndex = serde_json::from_slice(&std::fs::read(meta).ok()?).ok()?;
+        if meta.image_sha256 != img.sha256 || meta.image_size != img.size {
+            return None;
+        }
+        let bytes = std::fs::read(index).ok()?;
+        let store_size = img.blocks.as_ref()?.store_size;
+        BlockIndex::decode(&bytes, img.size, store_size).ok()
+    }
+
+    fn forget_kept_index(&self, slot: Slot) {
+        let (index, meta) = self.kept_index_paths(slot);
+        let _ = std::fs::remove_file(meta);
+        let _ = std::fs::remove_file(index);
+    }
+
+    /// Keeps the block index of the image just written to `slot`, so the
+    /// next delta install from it needs no scan (best effort).
+    fn keep_index(&self, slot: Slot, img: &crate::manifest::Image, bytes: &[u8]) {
+        let (index, meta) = self.kept_index_paths(slot);
+        let record = KeptIndex {
+            image_sha256: img.sha256.clone(),
+            image_size: img.size,
+        };
+        let write = |path: &Path, data: &[u8]| -> std::io::Result<()> {
+            let tmp = path.with_extension("tmp");
+            std::fs::write(&tmp, data)?;
+            std::fs::File::open(&tmp)?.sync_all()?;
+            std::fs::rename(&tmp, path)
+        };
+        let done = write(&index, bytes)
+            .and_then(|()| write(&meta, &serde_json::to_vec(&record).unwrap_or_default()));
+        if let Err(e) = done {
+            log::warn!("cannot keep the block index of slot {slot}: {e}");
+        }
     }
 
     /// Refuses early (busy, trial) and returns the target slot and the state.
@@ -561,21 +811,21 @@ impl Updater {
     }
 
     /// The common tail of every install: journal, write and read back,
-    /// then the lifecycle's flip, or its failure record. `source` is the
-    /// payload, the offset of its first chunk and where it came from.
+    /// then the lifecycle's flip, or its failure record. `source` gives the
+    /// chunks and says where they came from (for the journal).
     #[allow(clippy::too_many_arguments)]
     fn write_verified(
         &mut self,
         target: Slot,
         manifest: &Manifest,
-        source: (&dyn install::PayloadSource, u64, &str),
+        source: (&dyn install::ChunkSource, &str),
         resume: Vec<bool>,
         opts: &InstallOptions,
         progress: &dyn Progress,
         cancel: &AtomicBool,
         now: OffsetDateTime,
     ) -> Result<InstallReport, UpdateError> {
-        let (source, payload_start, origin) = source;
+        let (source, origin) = source;
         // Held until the install ends, so a second process can tell a
         // running install from a journal left by a dead one.
         let Some(_lock) = self.store.try_lock_install()? else {
@@ -589,7 +839,6 @@ impl Updater {
             .and_then(|slot| {
                 install::write_image(
                     source,
-                    payload_start,
                     manifest.rootfs(),
                     &slot,
                     opts.threads,

@@ -93,6 +93,7 @@ fn full_https_install_against_curl_and_dd() {
         Outputs {
             file: Some(&www.join("update.seesaw")),
             dir: Some(&www.join("net")),
+            delta_bases: &[],
         },
     )
     .unwrap();

@@ -552,6 +552,7 @@ fn sample_manifest() -> Manifest {
             payload_offset: 0,
             payload_size: 4350,
             payload_file: None,
+            blocks: None,
         }],
     }
 }
@@ -879,6 +880,7 @@ fn bundle_fixture() -> BundleFixture {
     let outputs = bundle::Outputs {
         file: Some(&out),
         dir: None,
+        delta_bases: &[],
     };
     let manifest = bundle::create(&image_path, &signers, &opts, outputs).unwrap();
     let bundle = std::fs::read(&out).unwrap();
@@ -1040,12 +1042,12 @@ fn fuzz_bundles(fz: &mut Fuzz, kinds: &[BundleKind], iters: usize) {
         std::fs::write(&slot_path, vec![0x5au8; fx.image.len() + 4096]).unwrap();
         let result = fz.call("install::write_image", &input, INSTALL_LIMIT, || {
             let slot = FileSlot::open(&slot_path)?;
+            let file = FileSource {
+                file: &bundle.raw.file,
+                path: &bundle.raw.path,
+            };
             install::write_image(
-                &FileSource {
-                    file: &bundle.raw.file,
-                    path: &bundle.raw.path,
-                },
-                bundle.image_payload_start(),
+                &install::StoredChunks::new(&file, bundle.image_payload_start(), &image),
                 &image,
                 &slot,
                 2,
@@ -1530,4 +1532,80 @@ fn large_inputs_stay_fast() {
         took < Duration::from_secs(10),
         "large text inputs took {took:?}"
     );
+}
+
+// ---------------------------------------------------------------------------
+// Block index (network layout, delta installs)
+// ---------------------------------------------------------------------------
+
+#[test]
+fn fuzz_block_index() {
+    use seesaw::blocks::{self, BlockIndex};
+    let mut fz = Fuzz::new("block-index");
+    // A real index: 64 blocks with repeats and zeros, one base.
+    let d = tempfile::tempdir().unwrap();
+    let mut image = Vec::new();
+    for i in 0..64u32 {
+        let v = if i % 5 == 0 { 0 } else { i % 23 };
+        image.extend((0..4096u32).map(|k| (k.wrapping_mul(v) >> 3) as u8));
+    }
+    let path = d.path().join("img");
+    std::fs::write(&path, &image).unwrap();
+    let file = std::fs::File::open(&path).unwrap();
+    let mut store = Vec::new();
+    let index = blocks::build(
+        &file,
+        &path,
+        image.len() as u64,
+        &[],
+        3,
+        1,
+        &mut store,
+        &d.path().join("store"),
+    )
+    .unwrap();
+    let (size, store_size) = (index.image_size, index.store_size());
+    let encoded = index.encode().unwrap();
+    let raw = zstd::bulk::decompress(&encoded, 1 << 20).unwrap();
+    let seeds = vec![raw.clone(), encoded.clone()];
+    for n in 0..iterations() {
+        // Mutate the raw index and compress it again (reaching the checks
+        // after zstd), or mutate the compressed bytes themselves.
+        let compressed = n % 4 == 0;
+        let mut input = if compressed {
+            encoded.clone()
+        } else {
+            raw.clone()
+        };
+        mutate(&mut fz.rng, &mut input, &seeds);
+        let bytes = if compressed {
+            input.clone()
+        } else {
+            zstd::bulk::compress(&input, 1).unwrap()
+        };
+        let Some(result) = fz.call("BlockIndex::decode", &input, PARSE_LIMIT, || {
+            BlockIndex::decode(&bytes, size, store_size)
+        }) else {
+            continue;
+        };
+        let Ok(got) = result else { continue };
+        fz.accepted += 1;
+        let mut next_new = 0u32;
+        let ok = got.map.len() == 64
+            && got.map.iter().all(|&id| {
+                let fresh = id == next_new;
+                if fresh {
+                    next_new += 1;
+                }
+                id < next_new && (id as usize) < got.short.len()
+            })
+            && next_new as usize == got.short.len()
+            && got.store_size() == store_size
+            && got
+                .map
+                .iter()
+                .all(|&id| got.frame_first_id(got.frame_of(id)) <= id);
+        fz.check(ok, || "accepted an inconsistent index".into(), &input);
+    }
+    fz.finish();
 }

@@ -42,9 +42,12 @@ const INSTALL_LIMIT: Duration = Duration::from_secs(75);
 const ONE_FILE: &str = "/bundle.ssw";
 const NET_MANIFEST: &str = "/net/manifest.dsse.json";
 const NET_PAYLOAD: &str = "/net/rootfs.payload";
-/// The `[network]` section every case starts from.
+/// The `[network]` section every case starts from. These cases are about
+/// the full payload; delta installs from the block store have their own
+/// cases in `delta_install.rs`.
 const NETWORK: &str = "ca = \"pki/ca.pem\"\nconnect_timeout = 5\nread_timeout = 2\n\
-                       min_throughput = 16384\nthroughput_window = 3\nretries = 3\n";
+                       min_throughput = 16384\nthroughput_window = 3\nretries = 3\n\
+                       delta = false\n";
 
 // ---------------------------------------------------------------------------
 // Fixture
@@ -107,6 +110,7 @@ fn fixture() -> &'static Fixture {
             Outputs {
                 file: Some(&file),
                 dir: Some(&dir),
+                delta_bases: &[],
             },
         )
         .unwrap();

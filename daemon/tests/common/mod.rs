@@ -182,6 +182,7 @@ impl Board {
             bundle::Outputs {
                 file: Some(&out),
                 dir: None,
+                delta_bases: &[],
             },
         )
         .unwrap();

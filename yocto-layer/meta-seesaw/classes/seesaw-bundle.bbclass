@@ -57,6 +57,9 @@ SEESAW_BUNDLE_SIGN_PUBKEY ?= ""
 
 # "1": also write the network layout (needs "bundle create --output-dir").
 SEESAW_BUNDLE_NETWORK_LAYOUT ?= "0"
+# Earlier images devices run (paths, space-separated; network layout only):
+# the block store keeps the blocks they lack apart, so deltas download less.
+SEESAW_BUNDLE_DELTA_BASES ?= ""
 
 SEESAW_BUNDLE_NAME ?= "${SEESAW_BUNDLE_IMAGE}${IMAGE_MACHINE_SUFFIX}-${SEESAW_BUNDLE_VERSION}"
 SEESAW_BUNDLE_LINK_NAME ?= "${SEESAW_BUNDLE_IMAGE}${IMAGE_MACHINE_SUFFIX}"
@@ -111,6 +114,9 @@ do_bundle () {
     fi
     if [ "${SEESAW_BUNDLE_NETWORK_LAYOUT}" = "1" ]; then
         set -- "$@" --network-dir "${B}/bundle/${SEESAW_BUNDLE_NAME}.network"
+        for base in ${SEESAW_BUNDLE_DELTA_BASES}; do
+            set -- "$@" --delta-base "$base"
+        done
     fi
     rm -rf ${B}/bundle
     mkdir -p ${B}/bundle
