@@ -617,7 +617,6 @@ pub struct Assembler<'a> {
     planned: &'a dyn crate::install::PayloadSource,
     store_start: u64,
     refetch: &'a dyn Refetch,
-    budget: u64,
     extra: AtomicU64,
     state: Mutex<AsmState>,
 }
@@ -679,7 +678,6 @@ impl<'a> Assembler<'a> {
         planned: &'a dyn crate::install::PayloadSource,
         store_start: u64,
         refetch: &'a dyn Refetch,
-        budget: u64,
         done: &[bool],
     ) -> Result<Assembler<'a>, BlockError> {
         let running = match running {
@@ -698,7 +696,6 @@ impl<'a> Assembler<'a> {
             planned,
             store_start,
             refetch,
-            budget,
             extra: AtomicU64::new(0),
             state: Mutex::new(AsmState {
                 written_at: in_target(index, chunk_size, done),
@@ -763,7 +760,8 @@ impl<'a> Assembler<'a> {
                     })?;
                     buf
                 } else {
-                    self.charge(u64::from(fr.stored_size), chunk)?;
+                    self.extra
+                        .fetch_add(u64::from(fr.stored_size), Ordering::Relaxed);
                     self.refetch
                         .get(offset, u64::from(fr.stored_size))
                         .map_err(|source| InstallError::ReadPayload {
@@ -792,20 +790,6 @@ impl<'a> Assembler<'a> {
             st.frame = Some((f, data));
         }
         Ok(st.frame.as_ref().map(|(_, d)| d.as_slice()).unwrap_or(&[]))
-    }
-
-    fn charge(&self, bytes: u64, chunk: usize) -> Result<(), crate::install::InstallError> {
-        let total = self.extra.fetch_add(bytes, Ordering::SeqCst) + bytes;
-        if self.budget > 0 && total > self.budget {
-            return Err(crate::install::InstallError::ReadPayload {
-                index: chunk,
-                source_name: self.planned.name(),
-                source: std::io::Error::other(format!(
-                    "fetching local blocks that did not verify needs {total} more bytes, over the download limit"
-                )),
-            });
-        }
-        Ok(())
     }
 
     /// Fills `out[..len]` with chunk `i`. With `trust_local` false, blocks

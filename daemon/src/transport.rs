@@ -52,8 +52,9 @@ pub struct NetworkConfig {
     /// protects the content; TLS protects privacy and availability).
     #[serde(default)]
     pub allow_http: bool,
-    /// Refuse an install that would download more than this many bytes
-    /// (for metered links; 0 = no limit).
+    /// Refuse an install that would download more than this many bytes,
+    /// every byte received counted (envelope, index, payload, and bytes a
+    /// server sends again after a drop); for metered links; 0 = no limit.
     #[serde(default)]
     pub max_download_bytes: u64,
     /// Whether a network layout with a block store is installed as a delta
@@ -162,11 +163,14 @@ pub enum TransportError {
     },
 }
 
-/// An HTTP(S) client configured for the device.
+/// An HTTP(S) client configured for the device. It counts every body byte
+/// it receives (resent and skipped bytes included) and fails with
+/// [`TransportError::OverBudget`] once that passes `max_download_bytes`.
 pub struct Fetcher {
     client: reqwest::blocking::Client,
     cfg: NetworkConfig,
     https_ready: bool,
+    received: std::sync::atomic::AtomicU64,
 }
 
 fn read_pem(what: &'static str, path: &PathBuf) -> Result<Vec<u8>, TransportError> {
@@ -252,7 +256,29 @@ impl Fetcher {
             client,
             cfg: cfg.clone(),
             https_ready: cfg.ca.is_some(),
+            received: std::sync::atomic::AtomicU64::new(0),
         })
+    }
+
+    /// Body bytes received so far by every request of this fetcher.
+    pub fn received(&self) -> u64 {
+        self.received.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Counts `n` received bytes against `max_download_bytes`.
+    fn count(&self, n: u64) -> Result<(), TransportError> {
+        let total = self
+            .received
+            .fetch_add(n, std::sync::atomic::Ordering::SeqCst)
+            + n;
+        let limit = self.cfg.max_download_bytes;
+        if limit > 0 && total > limit {
+            return Err(TransportError::OverBudget {
+                needed: total,
+                limit,
+            });
+        }
+        Ok(())
     }
 
     /// The configuration.
@@ -334,6 +360,7 @@ impl Fetcher {
                 url: url.to_string(),
                 reason: io_reason(&e),
             })?;
+        self.count(out.len() as u64)?;
         if out.len() as u64 > max {
             return Err(TransportError::Fetch {
                 url: url.to_string(),
@@ -476,6 +503,7 @@ impl<'a> RangeStream<'a> {
                         url: self.url.clone(),
                         reason: e.to_string(),
                     })?;
+                self.fetcher.count(skipped)?;
                 if skipped != self.pos {
                     return Err(TransportError::Fetch {
                         url: self.url.clone(),
@@ -552,6 +580,7 @@ impl<'a> RangeStream<'a> {
                     self.pos += n as u64;
                     self.received += n as u64;
                     self.failures = 0;
+                    self.fetcher.count(n as u64)?;
                     self.check_throughput()?;
                 }
                 Err(e) => {

@@ -532,24 +532,19 @@ impl Updater {
                 };
             let full = source.planned_bytes();
             if let Some(plan) = plan.filter(|p| p.planned < full) {
-                if limit > 0 && plan.planned > limit {
-                    return Err(TransportError::OverBudget {
-                        needed: plan.planned,
-                        limit,
-                    }
-                    .into());
+                // The index is already received; the frames are to come.
+                let needed = fetcher.received() + plan.planned - store.index_size;
+                if limit > 0 && needed > limit {
+                    return Err(TransportError::OverBudget { needed, limit }.into());
                 }
                 return self.install_blocks(
                     &fetcher, plan, target, &manifest, resume, opts, progress, cancel, now,
                 );
             }
         }
-        if limit > 0 && source.planned_bytes() > limit {
-            return Err(TransportError::OverBudget {
-                needed: source.planned_bytes(),
-                limit,
-            }
-            .into());
+        let needed = fetcher.received() + source.planned_bytes();
+        if limit > 0 && needed > limit {
+            return Err(TransportError::OverBudget { needed, limit }.into());
         }
         let start = payload_start + img.payload_offset;
         let chunks = install::StoredChunks::new(&source, start, img);
@@ -666,7 +661,6 @@ impl Updater {
             fetcher,
             url: &plan.store_url,
         };
-        let limit = self.config.network.max_download_bytes;
         let assembler = Assembler::new(
             &plan.index,
             img.chunk_size,
@@ -676,11 +670,6 @@ impl Updater {
             &source,
             0,
             &refetch,
-            if limit > 0 {
-                limit.saturating_sub(plan.planned).max(1)
-            } else {
-                0
-            },
             &resume,
         )
         .map_err(|e| BundleError::BlockIndex(e.to_string()))?;

@@ -511,8 +511,9 @@ fn a_download_limit_refuses_more_than_the_delta_and_never_falls_back_to_full() {
     // First learn what the delta needs.
     let probe = Delta::new();
     probe.install().expect("delta install");
-    // Everything but the envelope (read as a 16-byte probe, then whole).
-    let needed = probe.report("probe") - probe.file_len(MANIFEST) - 16;
+    // Every byte received counts: the envelope (a 16-byte probe, then
+    // whole), the index and the frames.
+    let needed = probe.report("probe");
     drop(probe);
 
     let tight = format!("{NETWORK}max_download_bytes = {}\n", needed - 1);

@@ -1067,7 +1067,8 @@ fn max_download_bytes_below_the_payload_is_refused_before_anything_is_written() 
     eprintln!("budget: {e}");
     match e {
         UpdateError::Transport(TransportError::OverBudget { needed, limit: l }) => {
-            assert_eq!(needed, n.payload_len);
+            // Header and envelope (received) plus the payload (to come).
+            assert_eq!(needed, n.payload_start + n.payload_len);
             assert_eq!(l, limit);
         }
         other => panic!("{other:?}"),
@@ -1089,14 +1090,44 @@ fn max_download_bytes_below_the_payload_is_refused_before_anything_is_written() 
     assert!(stderr.contains("max_download_bytes"), "{stderr}");
     n.assert_clean();
 
-    // A budget of exactly the payload is enough.
+    // A budget of exactly the bundle is enough.
+    let total = n.payload_start + n.payload_len;
     let cfg = net_config(
         &n.board,
         "budget-ok.toml",
-        &format!("{NETWORK}max_download_bytes = {}\n", n.payload_len),
+        &format!("{NETWORK}max_download_bytes = {total}\n"),
     );
     n.install_with(&cfg, &n.url(ONE_FILE)).expect("install");
     n.assert_installed();
+}
+
+#[test]
+fn bytes_sent_again_count_toward_max_download_bytes() {
+    // A budget of exactly the bundle, a server that ignores Range and a
+    // drop in the middle of the payload: resuming means receiving the start
+    // of the file again, which the budget does not have room for.
+    let n = Net::https();
+    let total = n.payload_start + n.payload_len;
+    let cfg = net_config(
+        &n.board,
+        "budget.toml",
+        &format!("{NETWORK}max_download_bytes = {total}\n"),
+    );
+    n.server.with_faults(|f| {
+        f.ignore_range()
+            .drop_after(n.payload_start + n.payload_len / 2);
+    });
+    let e = n.install_with(&cfg, &n.url(ONE_FILE)).unwrap_err();
+    n.report("budget with resent bytes");
+    eprintln!("resent bytes: {e:#}");
+    match e {
+        UpdateError::Transport(TransportError::OverBudget { needed, limit }) => {
+            assert_eq!(limit, total);
+            assert!(needed > total);
+        }
+        other => panic!("{other:?}"),
+    }
+    n.assert_clean();
 }
 
 #[test]
