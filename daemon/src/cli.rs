@@ -305,8 +305,17 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             )?;
             progress.finish();
             let secs = started.elapsed().as_secs_f64();
+            let fetched = if report.downloaded > 0 {
+                format!(
+                    ", {} bytes downloaded ({:.1}% of the image)",
+                    report.downloaded,
+                    report.downloaded as f64 * 100.0 / report.size.max(1) as f64
+                )
+            } else {
+                String::new()
+            };
             println!(
-                "installed {} into slot {} ({} bytes in {:.2} s, {:.0} MiB/s); reboot to try it",
+                "installed {} into slot {} ({} bytes in {:.2} s, {:.0} MiB/s{fetched}); reboot to try it",
                 report.version,
                 report.slot,
                 report.size,

@@ -89,6 +89,15 @@ pub struct InstallReport {
     pub version: String,
     /// Image size, bytes.
     pub size: u64,
+    /// Bytes received over the network (0 for a local bundle).
+    pub downloaded: u64,
+}
+
+impl InstallReport {
+    fn downloaded(mut self, bytes: u64) -> InstallReport {
+        self.downloaded = bytes;
+        self
+    }
 }
 
 /// What is kept next to a slot's block index: the image it describes.
@@ -537,9 +546,11 @@ impl Updater {
                 if limit > 0 && needed > limit {
                     return Err(TransportError::OverBudget { needed, limit }.into());
                 }
-                return self.install_blocks(
-                    &fetcher, plan, target, &manifest, resume, opts, progress, cancel, now,
-                );
+                return self
+                    .install_blocks(
+                        &fetcher, plan, target, &manifest, resume, opts, progress, cancel, now,
+                    )
+                    .map(|r| r.downloaded(fetcher.received()));
             }
         }
         let needed = fetcher.received() + source.planned_bytes();
@@ -558,6 +569,7 @@ impl Updater {
             cancel,
             now,
         )
+        .map(|r| r.downloaded(fetcher.received()))
     }
 
     /// Fetches and checks the block index of a network layout and works
@@ -862,6 +874,7 @@ impl Updater {
             slot: target,
             version: manifest.version.clone(),
             size: manifest.rootfs().size,
+            downloaded: 0,
         })
     }
 
