@@ -162,6 +162,12 @@ async fn serve(opts: DaemonOptions) -> Result<(), DaemonError> {
     if !trial {
         resume_interrupted(&conn, &config).await;
     }
+    // After a resumed install has claimed the updater, so a retained
+    // deployment waits for it.
+    match crate::fleet::device::start(conn.clone(), config.clone()).await {
+        Ok(_) => {}
+        Err(e) => log::error!("fleet link disabled: {e}"),
+    }
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(DaemonError::Runtime)?;
