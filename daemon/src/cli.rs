@@ -497,7 +497,10 @@ fn run_fleet(cmd: FleetCommand) -> anyhow::Result<()> {
             };
             let topic = operator::publish(&connection.connection(), &target.target(), &deployment)?;
             println!("{}", deployment.deployment_id);
-            eprintln!("published deployment {} on {topic}", deployment.deployment_id);
+            eprintln!(
+                "published deployment {} on {topic}",
+                deployment.deployment_id
+            );
             Ok(())
         }
         FleetCommand::Clear { connection, target } => {

@@ -24,11 +24,11 @@
 //! Needs `mosquitto`, `mosquitto-clients`, `dbus-daemon` and root (the
 //! daemon owns its bus name as uid 0).
 
-mod support;
 #[path = "support/https_server.rs"]
 mod https_server;
 #[path = "support/mqtt_broker.rs"]
 mod mqtt_broker;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -281,8 +281,7 @@ fn acls_confine_each_device_to_its_own_topics() {
 
     // A certificate of another CA (same common name) does not get in.
     let foreign = pki.foreign_client("dev-1");
-    let (out, got) =
-        broker.mosquitto_sub(ca, &foreign, "seesaw/v1/devices/dev-1/deployment", 1, 3);
+    let (out, got) = broker.mosquitto_sub(ca, &foreign, "seesaw/v1/devices/dev-1/deployment", 1, 3);
     assert!(got.is_empty() && !out.status.success(), "{out:?}");
 }
 
@@ -356,7 +355,10 @@ async fn push_installs_reports_and_is_not_rerun_after_a_restart() {
     let table = text(&out.stdout);
     assert!(out.status.success(), "{out:?}");
     let row = table.lines().find(|l| l.starts_with(DEVICE)).expect(&table);
-    assert!(row.contains("installed") && row.contains("A (next B)"), "{table}");
+    assert!(
+        row.contains("installed") && row.contains("A (next B)"),
+        "{table}"
+    );
 
     // Clearing removes the retained deployment.
     let out = run_bounded(
@@ -420,17 +422,17 @@ async fn broker_restarted_mid_install_loses_no_status() {
     let outage = Instant::now();
     tokio::time::sleep(Duration::from_secs(2)).await;
     tokio::task::block_in_place(|| f.broker.restart());
-    eprintln!(
-        "broker down for {:.1} s",
-        outage.elapsed().as_secs_f64()
-    );
+    eprintln!("broker down for {:.1} s", outage.elapsed().as_secs_f64());
     let (_, result, message) = rec.completed(0, Duration::from_secs(120)).await;
     assert_eq!(result, 0, "{message}");
     assert!(slot_b_holds_image(&f.board));
     let s = f
-        .wait_status(DEVICE, Duration::from_secs(60), "installed after the outage", |s| {
-            s["last_result"] == "installed" && s["state"] == "online"
-        })
+        .wait_status(
+            DEVICE,
+            Duration::from_secs(60),
+            "installed after the outage",
+            |s| s["last_result"] == "installed" && s["state"] == "online",
+        )
         .await;
     assert_eq!(s["last_deployment_id"], "dep-slow");
     assert_eq!(s["operation"], "awaiting-reboot");
@@ -487,8 +489,15 @@ async fn unknown_key_and_malformed_deployments_are_refused_and_reported() {
         .await;
     assert_eq!(s["last_deployment_id"], "dep-stranger");
     let reason = s["reason"].as_str().unwrap();
-    assert!(reason.contains("release"), "reason names the role: {reason}");
-    assert_eq!(f.board.snapshot(), before, "slots, environment, state changed");
+    assert!(
+        reason.contains("release"),
+        "reason names the role: {reason}"
+    );
+    assert_eq!(
+        f.board.snapshot(),
+        before,
+        "slots, environment, state changed"
+    );
     assert_eq!(f.board.state(), state_before);
 
     // The same bundle's envelope carried in the deployment: refused before
@@ -660,8 +669,13 @@ async fn load_run(n: usize) -> LoadFigures {
     };
     let pushed = Instant::now();
     let mut c = fleet_cli("publish");
-    c.args(["--group", "load", "--manifest-url", "https://cdn.invalid/v2/manifest.dsse.json"])
-        .args(["--deployment-id", "load-1"]);
+    c.args([
+        "--group",
+        "load",
+        "--manifest-url",
+        "https://cdn.invalid/v2/manifest.dsse.json",
+    ])
+    .args(["--deployment-id", "load-1"]);
     let out = run_async(c, Duration::from_secs(60)).await;
     assert!(out.status.success(), "{out:?}");
     let deadline = Instant::now() + Duration::from_secs(120);

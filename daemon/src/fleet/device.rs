@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, watch};
 use super::record::{FleetRecord, RecordStore};
 use super::{Deployment, DeviceStatus, FleetError, SlotReport};
 use crate::config::{Config, FleetConfig};
-use crate::dbus::{LiveView, UpdaterService, OBJECT_PATH};
+use crate::dbus::{LiveView, ServiceError, UpdaterService, OBJECT_PATH};
 use crate::updater::Updater;
 
 /// How many recent deployment ids the record keeps (a deployment id seen
@@ -164,11 +164,8 @@ pub async fn start(conn: zbus::Connection, config_path: PathBuf) -> Result<bool,
     let path = config_path.clone();
     let config = tokio::task::spawn_blocking(move || Config::load(&path))
         .await
-        .map_err(|e| FleetError::Tls(e.to_string()))?
-        .map_err(|e| FleetError::Record {
-            path: config_path.clone(),
-            reason: e.to_string(),
-        })?;
+        .map_err(|e| FleetError::Config(e.to_string()))?
+        .map_err(|e| FleetError::Config(e.to_string()))?;
     let Some(fleet) = config.fleet.clone() else {
         return Ok(false);
     };
@@ -204,10 +201,9 @@ pub async fn start(conn: zbus::Connection, config_path: PathBuf) -> Result<bool,
     {
         Ok(iface) => iface.get().await.subscribe_live(),
         Err(e) => {
-            return Err(FleetError::Broker {
-                broker: fleet.broker.clone(),
-                reason: format!("the updater service is not served: {e}"),
-            })
+            return Err(FleetError::Config(format!(
+                "the updater service is not served: {e}"
+            )))
         }
     };
     log::info!(
@@ -507,10 +503,9 @@ impl DeviceLink {
         );
         if let Some(envelope) = d.envelope.clone() {
             let path = self.config_path.clone();
-            let verdict =
-                tokio::task::spawn_blocking(move || precheck_envelope(&path, &envelope))
-                    .await
-                    .unwrap_or_else(|e| Err(e.to_string()));
+            let verdict = tokio::task::spawn_blocking(move || precheck_envelope(&path, &envelope))
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()));
             if let Err(reason) = verdict {
                 log::warn!("fleet: deployment {} refused: {reason}", d.deployment_id);
                 self.set_result(&d.deployment_id, "refused", &reason);
@@ -544,19 +539,19 @@ impl DeviceLink {
             Ok(iface) => iface
                 .get()
                 .await
-                .start_install(&self.conn, d.manifest_url.clone(), false)
-                .map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
+                .start_install(&self.conn, d.manifest_url.clone(), false),
+            Err(e) => Err(ServiceError::ZBus(e)),
         };
         match started {
             Ok(()) => self.active = Some((d.deployment_id, before)),
-            Err(e) if e.contains("Busy") || e.contains("busy") => {
-                // Another install got there first: wait for it to end.
+            Err(ServiceError::Busy(_)) => {
+                // Another install or the health gate got there first: wait
+                // for it to end.
                 self.pending = Some(d);
             }
             Err(e) => {
                 log::warn!("fleet: deployment {} not started: {e}", d.deployment_id);
-                self.set_result(&d.deployment_id, "failed", &e);
+                self.set_result(&d.deployment_id, "failed", &e.to_string());
                 self.save_record();
             }
         }
@@ -564,8 +559,7 @@ impl DeviceLink {
     }
 
     async fn on_live(&mut self, view: &LiveView) {
-        if let (Some((id, before)), Some((seq, code, message))) = (&self.active, &view.completed)
-        {
+        if let (Some((id, before)), Some((seq, code, message))) = (&self.active, &view.completed) {
             if seq > before {
                 let id = id.clone();
                 let reason = if *code == 0 {

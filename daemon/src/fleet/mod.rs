@@ -68,6 +68,9 @@ pub enum FleetError {
     /// The device id is not configured and the certificate has no common name.
     #[error("no device id: set device_id or use a client certificate with a common name ({0})")]
     NoDeviceId(String),
+    /// The configuration could not be read (or the service to drive is missing).
+    #[error("fleet configuration: {0}")]
+    Config(String),
     /// The TLS settings could not be built.
     #[error("TLS configuration: {0}")]
     Tls(String),
@@ -126,7 +129,10 @@ impl Broker {
             let (h, after) = v6.split_once(']').ok_or_else(|| bad("unclosed '['"))?;
             match after {
                 "" => (h, None),
-                p => (h, Some(p.strip_prefix(':').ok_or_else(|| bad("junk after ']'"))?)),
+                p => (
+                    h,
+                    Some(p.strip_prefix(':').ok_or_else(|| bad("junk after ']'"))?),
+                ),
             }
         } else {
             match rest.rsplit_once(':') {
@@ -173,7 +179,9 @@ pub fn check_name(what: &'static str, name: &str) -> Result<(), FleetError> {
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':'))
     {
-        return Err(bad("only ASCII letters, digits, '.', '_', '-' and ':' are allowed"));
+        return Err(bad(
+            "only ASCII letters, digits, '.', '_', '-' and ':' are allowed",
+        ));
     }
     Ok(())
 }
@@ -251,8 +259,8 @@ impl Deployment {
         if bytes.len() > MAX_DEPLOYMENT_BYTES {
             return Err(DeploymentError::TooLarge(bytes.len()));
         }
-        let d: Deployment = serde_json::from_slice(bytes)
-            .map_err(|e| DeploymentError::Malformed(e.to_string()))?;
+        let d: Deployment =
+            serde_json::from_slice(bytes).map_err(|e| DeploymentError::Malformed(e.to_string()))?;
         if check_name("deployment id", &d.deployment_id).is_err() {
             return Err(DeploymentError::BadId(
                 d.deployment_id.chars().take(MAX_NAME_LEN + 8).collect(),
@@ -393,7 +401,10 @@ mod tests {
     #[test]
     fn broker_urls() {
         let b = Broker::parse("mqtts://broker.example:8884").unwrap();
-        assert_eq!((b.host.as_str(), b.port, b.tls), ("broker.example", 8884, true));
+        assert_eq!(
+            (b.host.as_str(), b.port, b.tls),
+            ("broker.example", 8884, true)
+        );
         assert_eq!(Broker::parse("mqtts://h").unwrap().port, 8883);
         assert_eq!(Broker::parse("mqtt://h/").unwrap().port, 1883);
         let v6 = Broker::parse("mqtts://[::1]:9000").unwrap();
@@ -425,10 +436,7 @@ mod tests {
             "seesaw/v1/devices/pi-1/deployment"
         );
         assert_eq!(group_deployment_topic("g"), "seesaw/v1/groups/g/deployment");
-        assert_eq!(
-            device_of_status_topic(&status_topic("pi-1")),
-            Some("pi-1")
-        );
+        assert_eq!(device_of_status_topic(&status_topic("pi-1")), Some("pi-1"));
         assert_eq!(device_of_status_topic("seesaw/v1/devices/a/b/status"), None);
     }
 
@@ -440,7 +448,8 @@ mod tests {
         assert!(d.envelope.is_none());
         let with_env = br#"{"deployment_id":"d-1","manifest_url":"https://h/m","envelope":{"payloadType":"x"}}"#;
         assert!(Deployment::parse(with_env).unwrap().envelope.is_some());
-        let cases: &[(&[u8], fn(&DeploymentError) -> bool)] = &[
+        type Case<'a> = (&'a [u8], fn(&DeploymentError) -> bool);
+        let cases: &[Case] = &[
             (b"not json", |e| matches!(e, DeploymentError::Malformed(_))),
             (br#"{"deployment_id":"d"}"#, |e| {
                 matches!(e, DeploymentError::Malformed(_))
@@ -449,15 +458,17 @@ mod tests {
                 br#"{"deployment_id":"d","manifest_url":"https://h","extra":1}"#,
                 |e| matches!(e, DeploymentError::Malformed(_)),
             ),
-            (br#"{"deployment_id":"a/b","manifest_url":"https://h"}"#, |e| {
-                matches!(e, DeploymentError::BadId(_))
-            }),
+            (
+                br#"{"deployment_id":"a/b","manifest_url":"https://h"}"#,
+                |e| matches!(e, DeploymentError::BadId(_)),
+            ),
             (br#"{"deployment_id":"d","manifest_url":"ftp://h"}"#, |e| {
                 matches!(e, DeploymentError::BadUrl(_))
             }),
-            (br#"{"deployment_id":"d","manifest_url":"/etc/passwd"}"#, |e| {
-                matches!(e, DeploymentError::BadUrl(_))
-            }),
+            (
+                br#"{"deployment_id":"d","manifest_url":"/etc/passwd"}"#,
+                |e| matches!(e, DeploymentError::BadUrl(_)),
+            ),
             (
                 br#"{"deployment_id":"d","manifest_url":"https://h","envelope":"x"}"#,
                 |e| matches!(e, DeploymentError::BadEnvelope),

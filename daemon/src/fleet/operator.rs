@@ -112,7 +112,11 @@ fn runtime() -> Result<tokio::runtime::Runtime, FleetError> {
 ///
 /// Errors: [`FleetError::Broker`] (unreachable, refused, no acknowledgement
 /// within the timeout), or the TLS and URL errors of the connection.
-pub fn publish_retained(conn: &Connection, topic: &str, payload: Vec<u8>) -> Result<(), FleetError> {
+pub fn publish_retained(
+    conn: &Connection,
+    topic: &str,
+    payload: Vec<u8>,
+) -> Result<(), FleetError> {
     let opts = options(conn)?;
     let broker_err = |reason: String| FleetError::Broker {
         broker: conn.broker.clone(),
@@ -368,7 +372,10 @@ mod tests {
         );
         assert!(Target::Device("a/#".into()).topic().is_err());
         let id = generate_deployment_id();
-        assert!(super::super::check_name("deployment id", &id).is_ok(), "{id}");
+        assert!(
+            super::super::check_name("deployment id", &id).is_ok(),
+            "{id}"
+        );
         assert_ne!(id, generate_deployment_id());
     }
 }

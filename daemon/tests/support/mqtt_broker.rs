@@ -270,8 +270,7 @@ impl Broker {
                 if let Ok(Some(s)) = c.try_wait() {
                     panic!(
                         "mosquitto exited ({s}):\n{}\n{}",
-                        std::fs::read_to_string(self.dir.join("mosquitto.out"))
-                            .unwrap_or_default(),
+                        std::fs::read_to_string(self.dir.join("mosquitto.out")).unwrap_or_default(),
                         std::fs::read_to_string(&self.log).unwrap_or_default()
                     );
                 }
@@ -339,7 +338,14 @@ impl Broker {
         let mut c = Command::new("mosquitto_sub");
         c.args(self.client_args(ca, who))
             .args(["-i", &format!("sub-{}-{}", who.cn, std::process::id())])
-            .args(["-t", topic, "-C", &count.to_string(), "-W", &wait_s.to_string()]);
+            .args([
+                "-t",
+                topic,
+                "-C",
+                &count.to_string(),
+                "-W",
+                &wait_s.to_string(),
+            ]);
         let out = bounded(&mut c, Duration::from_secs(u64::from(wait_s) + 30));
         let lines = String::from_utf8_lossy(&out.stdout)
             .lines()
