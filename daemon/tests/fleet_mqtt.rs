@@ -395,6 +395,29 @@ async fn retained_group_deployment_reaches_a_device_that_connects_later() {
         })
         .await;
     assert_eq!(s["last_deployment_id"], id.as_str());
+
+    // The operator marks the new slot bad before the reboot: 2.0.0 is now
+    // deny-listed, and a new deployment of it is refused with that reason.
+    api.mark("bad", "B").await.expect("Mark bad B");
+    let s = f
+        .wait_status(DEVICE, Duration::from_secs(30), "deny-listed", |s| {
+            s["failed_versions"] == serde_json::json!(["2.0.0"])
+        })
+        .await;
+    assert_eq!(s["primary_slot"], "A");
+    let before = f.board.snapshot();
+    let from = rec.len();
+    tokio::task::block_in_place(|| f.publish(("--group", GROUP), &url, Some("again")));
+    let (_, result, message) = rec.completed(from, Duration::from_secs(60)).await;
+    assert_eq!(result, 3, "{message}");
+    let s = f
+        .wait_status(DEVICE, Duration::from_secs(30), "refused", |s| {
+            s["last_deployment_id"] == "again" && s["last_result"] == "refused"
+        })
+        .await;
+    let reason = s["reason"].as_str().unwrap();
+    assert!(reason.contains("deny-listed"), "{reason}");
+    assert_eq!(f.board.snapshot(), before);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -408,16 +431,53 @@ async fn broker_restarted_mid_install_loses_no_status() {
         s["state"] == "online"
     })
     .await;
-    // About 4 MiB stored at 512 KiB/s: the install takes several seconds.
+    // About 4 MiB stored at 256 KiB/s: the install takes about 16 s.
     f.https.with_faults(|x| {
-        x.trickle(512 * 1024);
+        x.trickle(256 * 1024);
     });
     tokio::task::block_in_place(|| f.publish(("--device", DEVICE), &url, Some("dep-slow")));
     f.wait_status(DEVICE, Duration::from_secs(30), "installing", |s| {
         s["operation"] == "installing"
     })
     .await;
+    // Progress reaches the fleet, throttled to one status a second
+    // (progress_interval_ms = 1000): a lower bound, safe on a slow machine.
+    let (_, lines) = tokio::task::block_in_place(|| {
+        f.broker.mosquitto_sub(
+            &f.pki.ca,
+            &f.operator,
+            "seesaw/v1/devices/dev-1/status",
+            4,
+            20,
+        )
+    });
+    let progress: Vec<(time::OffsetDateTime, u64)> = lines
+        .iter()
+        .map(|l| serde_json::from_str::<Json>(l).unwrap())
+        .filter(|s| s["operation"] == "installing")
+        .map(|s| {
+            let t = time::OffsetDateTime::parse(
+                s["time"].as_str().unwrap(),
+                &time::format_description::well_known::Rfc3339,
+            )
+            .unwrap();
+            (t, s["bytes_done"].as_u64().unwrap())
+        })
+        .collect();
+    assert!(progress.len() >= 3, "progress statuses: {lines:?}");
+    for w in progress.windows(2) {
+        assert!(w[1].1 >= w[0].1, "bytes_done went back: {lines:?}");
+        assert!(
+            w[1].0 - w[0].0 >= time::Duration::milliseconds(900),
+            "progress not throttled: {lines:?}"
+        );
+    }
+    assert!(
+        progress.last().unwrap().1 > progress[0].1,
+        "no progress: {lines:?}"
+    );
     // The broker dies with the install running; the device's last will says offline.
+    assert_eq!(api.string_prop("Operation").await, "installing");
     tokio::task::block_in_place(|| f.broker.kill());
     let outage = Instant::now();
     tokio::time::sleep(Duration::from_secs(2)).await;
