@@ -334,6 +334,14 @@ async fn push_installs_reports_and_is_not_rerun_after_a_restart() {
     let first_time = s["time"].as_str().unwrap().to_string();
     daemon.proc.terminate(Duration::from_secs(30));
     api.wait_name_gone().await;
+    // The broker publishes the last will: offline, still saying what runs.
+    let s = f
+        .wait_status(DEVICE, Duration::from_secs(30), "offline", |s| {
+            s["state"] == "offline"
+        })
+        .await;
+    assert_eq!(s["slots"]["B"]["version"], "2.0.0");
+    assert_eq!(s["last_result"], "installed");
     let _daemon = Daemon::start(&f.board, &f.bus, &api).await;
     f.wait_status(DEVICE, Duration::from_secs(60), "a new status", |s| {
         s["state"] == "online" && s["time"].as_str() != Some(first_time.as_str())
@@ -508,7 +516,7 @@ async fn unknown_key_and_malformed_deployments_are_refused_and_reported() {
     let url = f.serve(&unknown_key_bundle(&f.board), "stranger.bundle");
     let api = Api::connect(&f.bus.address).await;
     let rec = Recorder::start(&api).await;
-    let _daemon = Daemon::start(&f.board, &f.bus, &api).await;
+    let mut daemon = Daemon::start(&f.board, &f.bus, &api).await;
     f.wait_status(DEVICE, Duration::from_secs(60), "online", |s| {
         s["state"] == "online"
     })
@@ -583,6 +591,125 @@ async fn unknown_key_and_malformed_deployments_are_refused_and_reported() {
     assert!(s["reason"].as_str().unwrap().contains("envelope"), "{s}");
     assert_eq!(f.https.requests(), requests, "fetched despite the envelope");
     assert_eq!(f.board.snapshot(), before);
+
+    // A daemon that dies without a word: the broker publishes its last
+    // will, the status as of its connection, marked offline.
+    daemon.proc.kill9();
+    let s = f
+        .wait_status(DEVICE, Duration::from_secs(60), "offline (last will)", |s| {
+            s["state"] == "offline"
+        })
+        .await;
+    assert_eq!(s["compatible"], "test-board");
+    assert_eq!(s["booted_slot"], "A");
+    assert_eq!(s["slots"]["A"]["tries_left"], 3);
+}
+
+// ---------------------------------------------------------------------------
+// The operator's command line on bad input
+// ---------------------------------------------------------------------------
+
+#[test]
+fn fleet_cli_refuses_bad_input_with_its_exit_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = FleetPki::generate(&dir.path().join("pki"));
+    let op = pki.client("operator");
+    // A port nothing listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let tls = |c: &mut Command| {
+        c.arg("--ca")
+            .arg(&pki.ca)
+            .arg("--cert")
+            .arg(&op.cert)
+            .arg("--key")
+            .arg(&op.key);
+    };
+    let broker = format!("mqtts://127.0.0.1:{closed}");
+    let cases: Vec<(Vec<String>, bool, i32, &str)> = vec![
+        // (arguments, with TLS files, exit status, words in the error)
+        (
+            vec![
+                "publish".into(),
+                "--manifest-url".into(),
+                "https://h/m".into(),
+            ],
+            true,
+            2,
+            "--device",
+        ),
+        (
+            vec![
+                "publish".into(),
+                "--device".into(),
+                "a/b".into(),
+                "--manifest-url".into(),
+                "https://h/m".into(),
+            ],
+            true,
+            2,
+            "invalid device id",
+        ),
+        (
+            vec![
+                "publish".into(),
+                "--group".into(),
+                "g".into(),
+                "--manifest-url".into(),
+                "file:///etc/passwd".into(),
+            ],
+            true,
+            2,
+            "manifest URL",
+        ),
+        (
+            vec![
+                "publish".into(),
+                "--group".into(),
+                "g".into(),
+                "--manifest-url".into(),
+                "https://h/m".into(),
+                "--deployment-id".into(),
+                "x y".into(),
+            ],
+            true,
+            2,
+            "deployment",
+        ),
+        (
+            vec!["clear".into(), "--group".into(), "g".into()],
+            false,
+            4,
+            "--ca",
+        ),
+        (vec!["status".into()], true, 9, "broker"),
+    ];
+    for (args, with_tls, want, words) in cases {
+        let mut c = Command::new(seesaw_bin());
+        c.arg("fleet")
+            .arg(&args[0])
+            .args(["--broker", &broker, "--timeout", "5"]);
+        c.args(&args[1..]);
+        if with_tls {
+            tls(&mut c);
+        }
+        c.env_remove("SEESAW_FLEET_CA")
+            .env_remove("SEESAW_FLEET_CERT")
+            .env_remove("SEESAW_FLEET_KEY");
+        let out = run_bounded(&mut c, Duration::from_secs(60));
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(want), "{args:?}: {err}");
+        assert!(err.contains(words), "{args:?}: {err}");
+    }
+    let bad_url = run_bounded(
+        Command::new(seesaw_bin()).args(["fleet", "status", "--broker", "https://h"]),
+        Duration::from_secs(60),
+    );
+    assert_eq!(bad_url.status.code(), Some(2), "{bad_url:?}");
+    assert!(text(&bad_url.stderr).contains("invalid broker URL"));
 }
 
 // ---------------------------------------------------------------------------

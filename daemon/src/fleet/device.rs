@@ -95,7 +95,12 @@ fn last_will(id: &Identity, status: &DeviceStatus) -> LastWill {
 enum Link {
     Up,
     Down(String),
-    Message { topic: String, payload: Vec<u8> },
+    /// Our DISCONNECT went out: the connection task has ended.
+    Disconnected,
+    Message {
+        topic: String,
+        payload: Vec<u8>,
+    },
 }
 
 fn random_seed() -> u64 {
@@ -138,6 +143,10 @@ async fn drive(
                     return;
                 }
             }
+            Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => {
+                let _ = tx.send(Link::Disconnected).await;
+                return;
+            }
             Ok(_) => {}
             Err(e) => {
                 if tx.send(Link::Down(e.to_string())).await.is_err() {
@@ -154,29 +163,54 @@ async fn drive(
     }
 }
 
+/// A running fleet link, to stop it cleanly.
+#[derive(Debug)]
+pub struct FleetLink {
+    stop: mpsc::Sender<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl FleetLink {
+    /// Publishes the status as `offline` and disconnects (the broker then
+    /// drops the last will), waiting at most `limit`.
+    pub async fn stop(&self, limit: Duration) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.stop.send(tx).await.is_ok() {
+            let _ = tokio::time::timeout(limit, rx).await;
+        }
+    }
+}
+
 /// Starts the fleet link of the daemon on `conn` (whose object server holds
 /// the [`UpdaterService`]) if `config_path` has a `[fleet]` section. Returns
-/// at once; the link runs until the daemon exits.
+/// at once (`None` without a section); the link runs until the daemon
+/// exits or [`FleetLink::stop`].
 ///
 /// Errors: [`FleetError`] when the section is present but unusable
 /// (identity, broker URL, TLS files); the daemon then runs without a link.
-pub async fn start(conn: zbus::Connection, config_path: PathBuf) -> Result<bool, FleetError> {
+pub async fn start(
+    conn: zbus::Connection,
+    config_path: PathBuf,
+) -> Result<Option<FleetLink>, FleetError> {
     let path = config_path.clone();
     let config = tokio::task::spawn_blocking(move || Config::load(&path))
         .await
         .map_err(|e| FleetError::Config(e.to_string()))?
         .map_err(|e| FleetError::Config(e.to_string()))?;
     let Some(fleet) = config.fleet.clone() else {
-        return Ok(false);
+        return Ok(None);
     };
     let id = identity(&config, &fleet)?;
-    let initial = DeviceStatus {
-        format: 1,
-        device_id: id.device_id.clone(),
-        state: "online".into(),
-        compatible: config.compatible.clone(),
-        groups: id.groups.clone(),
-        ..DeviceStatus::default()
+    let store = RecordStore::new(&config.data_dir);
+    let record = store.load().unwrap_or_else(|e| {
+        log::warn!("fleet: starting with an empty record: {e}");
+        FleetRecord::default()
+    });
+    // The first last will already says what the device runs.
+    let initial = {
+        let (path, id, record) = (config_path.clone(), id.clone(), record.clone());
+        tokio::task::spawn_blocking(move || build_status(&path, &id, &LiveView::default(), &record))
+            .await
+            .map_err(|e| FleetError::Config(e.to_string()))?
     };
     let options = mqtt_options(&fleet, &id, &initial)?;
     let (client, eventloop) = AsyncClient::new(options, 64);
@@ -189,11 +223,6 @@ pub async fn start(conn: zbus::Connection, config_path: PathBuf) -> Result<bool,
         Duration::from_millis(fleet.reconnect_min_ms),
         Duration::from_millis(fleet.reconnect_max_ms),
     ));
-    let store = RecordStore::new(&config.data_dir);
-    let record = store.load().unwrap_or_else(|e| {
-        log::warn!("fleet: starting with an empty record: {e}");
-        FleetRecord::default()
-    });
     let live = match conn
         .object_server()
         .interface::<_, UpdaterService>(OBJECT_PATH)
@@ -232,8 +261,9 @@ pub async fn start(conn: zbus::Connection, config_path: PathBuf) -> Result<bool,
         published_at: None,
         force: true,
     };
-    tokio::spawn(device.run(rx, live));
-    Ok(true)
+    let (stop, stop_rx) = mpsc::channel(1);
+    tokio::spawn(device.run(rx, live, stop_rx));
+    Ok(Some(FleetLink { stop }))
 }
 
 /// The link task's state.
@@ -385,13 +415,24 @@ fn build_status(
 }
 
 impl DeviceLink {
-    async fn run(mut self, mut rx: mpsc::Receiver<Link>, mut live: watch::Receiver<LiveView>) {
+    async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Link>,
+        mut live: watch::Receiver<LiveView>,
+        mut stop: mpsc::Receiver<tokio::sync::oneshot::Sender<()>>,
+    ) {
         let mut next_check: Option<tokio::time::Instant> = Some(tokio::time::Instant::now());
         loop {
             let check = next_check;
             tokio::select! {
+                Some(done) = stop.recv() => {
+                    let view = live.borrow().clone();
+                    self.go_offline(&view, &mut rx).await;
+                    let _ = done.send(());
+                    return;
+                }
                 ev = rx.recv() => match ev {
-                    None => return,
+                    None | Some(Link::Disconnected) => return,
                     Some(Link::Up) => {
                         log::info!("fleet: connected to the broker");
                         self.connected = true;
@@ -438,6 +479,40 @@ impl DeviceLink {
                     let view = live.borrow().clone();
                     next_check = self.maybe_publish(&view).await;
                 }
+            }
+        }
+    }
+
+    /// A clean stop: the offline status, then DISCONNECT; waits (bounded by
+    /// the caller) until the connection task has sent both.
+    async fn go_offline(&mut self, view: &LiveView, rx: &mut mpsc::Receiver<Link>) {
+        if !self.connected {
+            return;
+        }
+        let (path, id, view, record) = (
+            self.config_path.clone(),
+            self.id.clone(),
+            view.clone(),
+            self.record.clone(),
+        );
+        let Ok(status) =
+            tokio::task::spawn_blocking(move || build_status(&path, &id, &view, &record)).await
+        else {
+            return;
+        };
+        let bytes = serde_json::to_vec(&status.offline()).unwrap_or_default();
+        let topic = super::status_topic(&self.id.device_id);
+        if self
+            .client
+            .try_publish(topic, QoS::AtLeastOnce, true, bytes)
+            .is_err()
+            || self.client.try_disconnect().is_err()
+        {
+            return;
+        }
+        while let Some(ev) = rx.recv().await {
+            if matches!(ev, Link::Disconnected | Link::Down(_)) {
+                break;
             }
         }
     }
