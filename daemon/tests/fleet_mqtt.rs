@@ -596,9 +596,12 @@ async fn unknown_key_and_malformed_deployments_are_refused_and_reported() {
     // will, the status as of its connection, marked offline.
     daemon.proc.kill9();
     let s = f
-        .wait_status(DEVICE, Duration::from_secs(60), "offline (last will)", |s| {
-            s["state"] == "offline"
-        })
+        .wait_status(
+            DEVICE,
+            Duration::from_secs(60),
+            "offline (last will)",
+            |s| s["state"] == "offline",
+        )
         .await;
     assert_eq!(s["compatible"], "test-board");
     assert_eq!(s["booted_slot"], "A");

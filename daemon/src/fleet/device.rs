@@ -143,6 +143,18 @@ async fn drive(
                     return;
                 }
             }
+            Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                if ack
+                    .return_codes
+                    .iter()
+                    .any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure))
+                {
+                    // The broker's ACL does not let this device read one of
+                    // its deployment topics (a group missing there, or the
+                    // device id not the certificate's common name).
+                    log::warn!("fleet: the broker refused a deployment subscription: {ack:?}");
+                }
+            }
             Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => {
                 let _ = tx.send(Link::Disconnected).await;
                 return;
