@@ -342,7 +342,7 @@ async fn push_installs_reports_and_is_not_rerun_after_a_restart() {
         .await;
     assert_eq!(s["slots"]["B"]["version"], "2.0.0");
     assert_eq!(s["last_result"], "installed");
-    let _daemon = Daemon::start(&f.board, &f.bus, &api).await;
+    let mut daemon = Daemon::start(&f.board, &f.bus, &api).await;
     f.wait_status(DEVICE, Duration::from_secs(60), "a new status", |s| {
         s["state"] == "online" && s["time"].as_str() != Some(first_time.as_str())
     })
@@ -382,6 +382,27 @@ async fn push_installs_reports_and_is_not_rerun_after_a_restart() {
         2,
     );
     assert!(got.is_empty(), "still retained: {got:?}");
+
+    // The board reboots into B and the new slot is committed: the fleet
+    // sees the lifecycle's result, newer than the deployment's.
+    daemon.proc.terminate(Duration::from_secs(30));
+    api.wait_name_gone().await;
+    f.board.reboot();
+    let out = run_bounded(
+        f.board.cli(&f.bus).arg("mark-good"),
+        Duration::from_secs(60),
+    );
+    assert!(out.status.success(), "mark-good: {out:?}");
+    let _daemon = Daemon::start(&f.board, &f.bus, &api).await;
+    let s = f
+        .wait_status(DEVICE, Duration::from_secs(60), "committed", |s| {
+            s["state"] == "online" && s["last_result"] == "committed"
+        })
+        .await;
+    assert_eq!(s["booted_slot"], "B");
+    assert_eq!(s["version"], "2.0.0");
+    assert_eq!(s["operation"], "idle");
+    assert_eq!(s["last_deployment_id"], "dep-1");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
