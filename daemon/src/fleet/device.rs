@@ -272,6 +272,7 @@ pub async fn start(
         published: None,
         published_at: None,
         force: true,
+        last_view: None,
     };
     let (stop, stop_rx) = mpsc::channel(1);
     tokio::spawn(device.run(rx, live, stop_rx));
@@ -298,6 +299,8 @@ struct DeviceLink {
     published_at: Option<Instant>,
     /// Publish at the next check even if nothing changed (after connect).
     force: bool,
+    /// The live properties last seen.
+    last_view: Option<LiveView>,
 }
 
 fn now_rfc3339() -> String {
@@ -478,9 +481,19 @@ impl DeviceLink {
                         return;
                     }
                     let view = live.borrow_and_update().clone();
+                    // A progress tick while a throttled status is already
+                    // due keeps that time: no status is built in between.
+                    let progress_only = self.last_view.as_ref().is_some_and(|v| {
+                        LiveView { progress: view.progress.clone(), ..v.clone() } == view
+                    });
+                    self.last_view = Some(view.clone());
                     self.on_live(&view).await;
                     let now = tokio::time::Instant::now();
-                    next_check = Some(next_check.map_or(now, |t| t.min(now)));
+                    next_check = match next_check {
+                        Some(t) if progress_only && !self.force => Some(t),
+                        Some(t) => Some(t.min(now)),
+                        None => Some(now),
+                    };
                 }
                 _ = async {
                     match check {
