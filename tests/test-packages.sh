@@ -7,6 +7,8 @@
 #   systemd, dbus     systemd-analyze, journalctl, dbus-daemon, busctl
 #   python3-venv      the Yocto layer lint (oelint-adv from PyPI)
 #   time              peak RSS in the benchmarks
+#   mosquitto         the MQTT broker of the fleet tests (TLS, client certificates, ACLs)
+#   mosquitto-clients mosquitto_pub / mosquitto_sub: checking the broker's ACLs
 # and, through qemu-packages.sh, QEMU and U-Boot for the boot script tests.
 # Safe to run again.
 set -euo pipefail
@@ -14,7 +16,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
 export DEBIAN_FRONTEND=noninteractive
 
-packages=(libubootenv-tool u-boot-tools e2fsprogs zstd openssl ca-certificates systemd dbus python3-venv time)
+packages=(libubootenv-tool u-boot-tools e2fsprogs zstd openssl ca-certificates systemd dbus python3-venv time mosquitto mosquitto-clients)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

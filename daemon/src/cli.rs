@@ -107,6 +107,106 @@ pub enum Command {
         /// A or B.
         slot: Option<Slot>,
     },
+    /// Push deployments to devices or groups over MQTT and read the fleet's status.
+    #[command(subcommand)]
+    Fleet(FleetCommand),
+}
+
+/// How `seesaw fleet` reaches the broker.
+#[derive(Debug, clap::Args)]
+pub struct FleetConnectionArgs {
+    /// The broker: mqtts://host[:port] (default port 8883).
+    #[arg(long, env = "SEESAW_FLEET_BROKER")]
+    pub broker: String,
+    /// CA certificates (PEM) the broker's certificate must chain to.
+    #[arg(long, env = "SEESAW_FLEET_CA")]
+    pub ca: Option<PathBuf>,
+    /// The operator's client certificate (PEM).
+    #[arg(long, env = "SEESAW_FLEET_CERT")]
+    pub cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[arg(long, env = "SEESAW_FLEET_KEY")]
+    pub key: Option<PathBuf>,
+    /// Seconds to wait for the broker (connection and acknowledgement).
+    #[arg(long, default_value_t = 10)]
+    pub timeout: u64,
+}
+
+impl FleetConnectionArgs {
+    fn connection(&self) -> crate::fleet::operator::Connection {
+        crate::fleet::operator::Connection {
+            broker: self.broker.clone(),
+            ca: self.ca.clone(),
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+            timeout: std::time::Duration::from_secs(self.timeout.max(1)),
+        }
+    }
+}
+
+/// One device or one group.
+#[derive(Debug, clap::Args)]
+#[group(required = true, multiple = false)]
+pub struct FleetTargetArgs {
+    /// A device id.
+    #[arg(long)]
+    pub device: Option<String>,
+    /// A group name.
+    #[arg(long)]
+    pub group: Option<String>,
+}
+
+impl FleetTargetArgs {
+    fn target(&self) -> crate::fleet::operator::Target {
+        use crate::fleet::operator::Target;
+        match (&self.device, &self.group) {
+            (Some(d), _) => Target::Device(d.clone()),
+            (None, Some(g)) => Target::Group(g.clone()),
+            // clap's group makes one of the two required.
+            (None, None) => Target::Device(String::new()),
+        }
+    }
+}
+
+/// `seesaw fleet …`
+#[derive(Debug, Subcommand)]
+pub enum FleetCommand {
+    /// Publish a retained deployment for a device or a group.
+    Publish {
+        #[command(flatten)]
+        connection: FleetConnectionArgs,
+        #[command(flatten)]
+        target: FleetTargetArgs,
+        /// https:// URL of the network layout's manifest.dsse.json (or of a one-file bundle).
+        #[arg(long)]
+        manifest_url: String,
+        /// The deployment id (default: generated from the time and random bits, printed).
+        #[arg(long)]
+        deployment_id: Option<String>,
+        /// Also carry the signed envelope (manifest.dsse.json) in the
+        /// deployment, so devices refuse a bad one before fetching anything.
+        #[arg(long)]
+        envelope: Option<PathBuf>,
+    },
+    /// Remove the retained deployment of a device or a group.
+    Clear {
+        #[command(flatten)]
+        connection: FleetConnectionArgs,
+        #[command(flatten)]
+        target: FleetTargetArgs,
+    },
+    /// One row per device from the retained statuses: id, version, slot,
+    /// state, last result, reason, last seen.
+    Status {
+        #[command(flatten)]
+        connection: FleetConnectionArgs,
+        /// Print the statuses as a JSON array.
+        #[arg(long)]
+        json: bool,
+        /// Milliseconds without a new status after which the list is complete.
+        #[arg(long, default_value_t = 1000)]
+        settle_ms: u64,
+    },
 }
 
 /// Signing with keys kept outside this machine (an HSM, a signing service).
@@ -227,6 +327,15 @@ pub fn exit_status(err: &anyhow::Error) -> i32 {
         }
         if let Some(e) = cause.downcast_ref::<crate::client::ClientError>() {
             return e.exit_status();
+        }
+        if let Some(e) = cause.downcast_ref::<crate::fleet::FleetError>() {
+            use crate::fleet::FleetError;
+            return match e {
+                FleetError::Broker { .. } => exit::NETWORK,
+                FleetError::InvalidName { .. } | FleetError::BrokerUrl { .. } => exit::USAGE,
+                FleetError::Record { .. } => exit::IO,
+                _ => exit::CONFIG,
+            };
         }
     }
     exit::FAILURE
@@ -361,6 +470,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", report.message);
             Ok(())
         }
+        Command::Fleet(cmd) => run_fleet(cmd),
         Command::MarkBad { slot } => {
             if let Some(client) = Client::find(cli.bus_address.as_deref()) {
                 println!(
@@ -371,6 +481,64 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let report = Updater::open(&cli.config)?.mark_bad(slot, now)?;
             println!("{}", report.message);
+            Ok(())
+        }
+    }
+}
+
+fn run_fleet(cmd: FleetCommand) -> anyhow::Result<()> {
+    use crate::fleet::{operator, Deployment};
+    match cmd {
+        FleetCommand::Publish {
+            connection,
+            target,
+            manifest_url,
+            deployment_id,
+            envelope,
+        } => {
+            let envelope = envelope
+                .map(|p| -> anyhow::Result<serde_json::Value> {
+                    let bytes = std::fs::read(&p)
+                        .with_context(|| format!("failed to read {}", p.display()))?;
+                    serde_json::from_slice(&bytes)
+                        .with_context(|| format!("{} is not JSON", p.display()))
+                })
+                .transpose()?;
+            let deployment = Deployment {
+                deployment_id: deployment_id.unwrap_or_else(operator::generate_deployment_id),
+                manifest_url,
+                envelope,
+            };
+            let topic = operator::publish(&connection.connection(), &target.target(), &deployment)?;
+            println!("{}", deployment.deployment_id);
+            eprintln!(
+                "published deployment {} on {topic}",
+                deployment.deployment_id
+            );
+            Ok(())
+        }
+        FleetCommand::Clear { connection, target } => {
+            let topic = operator::clear(&connection.connection(), &target.target())?;
+            eprintln!("cleared the deployment on {topic}");
+            Ok(())
+        }
+        FleetCommand::Status {
+            connection,
+            json,
+            settle_ms,
+        } => {
+            let conn = connection.connection();
+            let limit = conn.timeout.max(std::time::Duration::from_secs(60));
+            let statuses = operator::collect_status(
+                &conn,
+                std::time::Duration::from_millis(settle_ms.max(1)),
+                limit,
+            )?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&statuses)?);
+            } else {
+                print!("{}", operator::format_table(&statuses));
+            }
             Ok(())
         }
     }

@@ -35,6 +35,15 @@
 //! retries = 8                           # reconnections in a row per stream
 //! allow_http = false                    # plain http:// (content is still signed)
 //! max_download_bytes = 0                # refuse larger downloads (0 = no limit)
+//! [fleet]                               # optional: deployments and status over MQTT
+//! broker = "mqtts://mqtt.example:8883"
+//! ca = "/etc/seesaw/fleet-ca.pem"       # the only CA the broker may chain to
+//! client_cert = "/etc/seesaw/device.pem" # its common name is the device id if device_id is unset
+//! client_key = "/etc/seesaw/device.key"
+//! keepalive = 30                        # seconds
+//! progress_interval_ms = 1000           # at most one progress status per interval
+//! reconnect_min_ms = 500                # first reconnection delay (doubles, with jitter)
+//! reconnect_max_ms = 60000              # longest reconnection delay
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -179,6 +188,52 @@ pub struct Config {
     /// HTTPS sources.
     #[serde(default)]
     pub network: crate::transport::NetworkConfig,
+    /// The fleet link (MQTT); absent = no fleet link.
+    #[serde(default)]
+    pub fleet: Option<FleetConfig>,
+}
+
+/// The `[fleet]` section: the MQTT broker the device keeps one connection to
+/// (see `docs/fleet.md`).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct FleetConfig {
+    /// `mqtts://host[:port]` (default port 8883).
+    pub broker: String,
+    /// CA certificates (PEM) the broker's certificate must chain to.
+    pub ca: PathBuf,
+    /// The device certificate (PEM); its common name is the device id when
+    /// `device_id` is not set.
+    pub client_cert: PathBuf,
+    /// Its private key (PEM).
+    pub client_key: PathBuf,
+    /// MQTT keep-alive, seconds (at least 5).
+    #[serde(default = "default_keepalive")]
+    pub keepalive: u64,
+    /// Progress-only status updates are published at most once per this
+    /// many milliseconds; state changes are published at once.
+    #[serde(default = "default_progress_interval_ms")]
+    pub progress_interval_ms: u64,
+    /// First delay before reconnecting, milliseconds; doubles per failed
+    /// attempt, with jitter.
+    #[serde(default = "default_reconnect_min_ms")]
+    pub reconnect_min_ms: u64,
+    /// Longest delay before reconnecting, milliseconds.
+    #[serde(default = "default_reconnect_max_ms")]
+    pub reconnect_max_ms: u64,
+}
+
+fn default_keepalive() -> u64 {
+    30
+}
+fn default_progress_interval_ms() -> u64 {
+    1000
+}
+fn default_reconnect_min_ms() -> u64 {
+    500
+}
+fn default_reconnect_max_ms() -> u64 {
+    60_000
 }
 
 fn default_cmdline() -> PathBuf {
@@ -226,6 +281,25 @@ impl Config {
         abs(&mut c.slots.b.device);
         for r in &mut c.trust.roles {
             r.keys.iter_mut().for_each(abs);
+        }
+        if let Some(f) = &mut c.fleet {
+            crate::fleet::Broker::parse(&f.broker).map_err(|e| e.to_string())?;
+            if f.keepalive < 5 {
+                return Err("fleet.keepalive must be at least 5 seconds".into());
+            }
+            if f.reconnect_min_ms == 0 || f.reconnect_max_ms < f.reconnect_min_ms {
+                return Err("fleet: need 0 < reconnect_min_ms <= reconnect_max_ms".into());
+            }
+            abs(&mut f.ca);
+            abs(&mut f.client_cert);
+            abs(&mut f.client_key);
+            // Each becomes one topic level and an ACL user name.
+            if let Some(id) = &c.device_id {
+                crate::fleet::check_name("device id", id).map_err(|e| e.to_string())?;
+            }
+            for g in &c.groups {
+                crate::fleet::check_name("group", g).map_err(|e| e.to_string())?;
+            }
         }
         let n = &mut c.network;
         for p in [&mut n.ca, &mut n.client_cert, &mut n.client_key]
@@ -301,6 +375,25 @@ keys = ["keys/release.pub"]
             c.trust.roles[0].keys[0],
             PathBuf::from("/etc/seesaw/keys/release.pub")
         );
+    }
+
+    #[test]
+    fn fleet_section() {
+        let with = format!(
+            "{SAMPLE}[fleet]\nbroker = \"mqtts://b:8884\"\nca = \"ca.pem\"\n\
+             client_cert = \"d.pem\"\nclient_key = \"/k/d.key\"\n"
+        );
+        let c = Config::parse(&with, Path::new("/etc/seesaw")).unwrap();
+        let f = c.fleet.unwrap();
+        assert_eq!(f.ca, PathBuf::from("/etc/seesaw/ca.pem"));
+        assert_eq!(f.client_key, PathBuf::from("/k/d.key"));
+        assert_eq!((f.keepalive, f.progress_interval_ms), (30, 1000));
+        let bad_url = with.replace("mqtts://b:8884", "https://b");
+        assert!(Config::parse(&bad_url, Path::new("/")).is_err());
+        let typo = with.replace("client_key", "clientkey");
+        assert!(Config::parse(&typo, Path::new("/")).is_err());
+        let bad_group = format!("groups = [\"a/b\"]\n{with}");
+        assert!(Config::parse(&bad_group, Path::new("/")).is_err());
     }
 
     #[test]

@@ -162,6 +162,15 @@ async fn serve(opts: DaemonOptions) -> Result<(), DaemonError> {
     if !trial {
         resume_interrupted(&conn, &config).await;
     }
+    // After a resumed install has claimed the updater, so a retained
+    // deployment waits for it.
+    let fleet = match crate::fleet::device::start(conn.clone(), config.clone()).await {
+        Ok(link) => link,
+        Err(e) => {
+            log::error!("fleet link disabled: {e}");
+            None
+        }
+    };
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(DaemonError::Runtime)?;
@@ -172,6 +181,9 @@ async fn serve(opts: DaemonOptions) -> Result<(), DaemonError> {
     notify(&[sd_notify::NotifyState::Stopping]);
     log::info!("stopping");
     cancel.store(true, std::sync::atomic::Ordering::SeqCst);
+    if let Some(link) = &fleet {
+        link.stop(Duration::from_secs(2)).await;
+    }
     // Give a running install the moment it needs to stop cleanly.
     for _ in 0..50 {
         let busy = match conn

@@ -78,6 +78,23 @@ struct Live {
     progress: (i32, u64, u64, String),
     last_error: String,
     busy: bool,
+    completed: Option<(u64, i32, String)>,
+}
+
+/// A copy of the live properties for observers inside the daemon (the fleet
+/// link), sent whenever the service emits `PropertiesChanged`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LiveView {
+    /// `Operation`.
+    pub operation: String,
+    /// `Progress`.
+    pub progress: ProgressValue,
+    /// `LastError`.
+    pub last_error: String,
+    /// Whether an install or the health gate runs.
+    pub busy: bool,
+    /// The last `Completed` signal: (sequence number from 1, result, message).
+    pub completed: Option<(u64, i32, String)>,
 }
 
 /// The `org.seesaw.Updater1` object.
@@ -85,6 +102,7 @@ pub struct UpdaterService {
     config: PathBuf,
     live: Arc<Mutex<Live>>,
     cancel: Arc<AtomicBool>,
+    observers: tokio::sync::watch::Sender<LiveView>,
 }
 
 fn lock(live: &Mutex<Live>) -> std::sync::MutexGuard<'_, Live> {
@@ -101,9 +119,30 @@ impl UpdaterService {
                 progress: (0, 0, 0, String::new()),
                 last_error,
                 busy: false,
+                completed: None,
             })),
             cancel: Arc::new(AtomicBool::new(false)),
+            observers: tokio::sync::watch::Sender::new(LiveView::default()),
         }
+    }
+
+    /// Follows the live properties: the receiver sees every change the
+    /// service announces (the latest value wins).
+    pub fn subscribe_live(&self) -> tokio::sync::watch::Receiver<LiveView> {
+        let rx = self.observers.subscribe();
+        self.notify_observers();
+        rx
+    }
+
+    fn notify_observers(&self) {
+        let l = lock(&self.live).clone();
+        self.observers.send_replace(LiveView {
+            operation: l.operation,
+            progress: l.progress,
+            last_error: l.last_error,
+            busy: l.busy,
+            completed: l.completed,
+        });
     }
 
     /// Sets the `Operation` property (the caller emits the change).
@@ -449,6 +488,7 @@ pub async fn emit_live_changes(conn: &zbus::Connection) {
     };
     let emitter = iface.signal_emitter();
     let svc = iface.get().await;
+    svc.notify_observers();
     let _ = svc.operation_changed(emitter).await;
     let _ = svc.progress_changed(emitter).await;
     let _ = svc.last_error_changed(emitter).await;
@@ -510,11 +550,9 @@ async fn run_install(
                     .interface::<_, UpdaterService>(OBJECT_PATH)
                     .await
                 {
-                    let _ = iface
-                        .get()
-                        .await
-                        .progress_changed(iface.signal_emitter())
-                        .await;
+                    let svc = iface.get().await;
+                    svc.notify_observers();
+                    let _ = svc.progress_changed(iface.signal_emitter()).await;
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
@@ -581,6 +619,8 @@ async fn run_install(
         } else {
             l.progress.3 = message.clone();
         }
+        let seq = l.completed.as_ref().map_or(1, |c| c.0 + 1);
+        l.completed = Some((seq, code, message.clone()));
     }
     emit_live_changes(&conn).await;
     if let Ok(iface) = conn

@@ -22,6 +22,8 @@
 //! - [`daemon`] — `seesaw daemon`: the systemd service wiring.
 //! - [`dbus`] — the `org.seesaw.Updater1` D-Bus interface and its client proxy.
 //! - [`events`] — stable journald `MESSAGE_ID`s and logger set-up.
+//! - [`fleet`] — fleet push over MQTT: deployments in, device status out
+//!   (the device link in `seesaw daemon`, the operator side of `seesaw fleet`).
 //! - [`cli`] — the command-line front end; [`client`] — its D-Bus side.
 
 pub mod blocks;
@@ -32,6 +34,7 @@ pub mod config;
 pub mod daemon;
 pub mod dbus;
 pub mod events;
+pub mod fleet;
 pub mod health;
 pub mod install;
 pub mod lifecycle;

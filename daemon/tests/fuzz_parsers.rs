@@ -1453,6 +1453,44 @@ keys = ["keys/fleet1.pub", "keys/fleet2.pub"]
     fz.finish();
 }
 
+/// A deployment message from the broker (`seesaw::fleet::Deployment`) and a
+/// device status as `seesaw fleet status` reads it.
+#[test]
+fn fuzz_fleet_messages() {
+    let mut fz = Fuzz::new("fleet");
+    let seeds: Vec<Vec<u8>> = [
+        r#"{"deployment_id":"2026-11-21-canary","manifest_url":"https://cdn.example/v2/manifest.dsse.json"}"#,
+        r#"{"deployment_id":"d:1","manifest_url":"http://h/b.ssw","envelope":{"payloadType":"x","payload":"","signatures":[]}}"#,
+        r#"{"format":1,"device_id":"pi-1","state":"online","booted_slot":"A","slots":{"A":{"version":"1.0.0","tries_left":3}},"progress":40,"bytes_done":1,"bytes_total":2,"last_result":"refused","reason":"x","failed_versions":["2.0.0"],"time":"2026-11-21T00:00:00Z"}"#,
+    ]
+    .iter()
+    .map(|s| s.as_bytes().to_vec())
+    .collect();
+    for _ in 0..iterations() {
+        let mut input = fz.rng.pick(&seeds).clone();
+        mutate(&mut fz.rng, &mut input, &seeds);
+        if let Some(Ok(d)) = fz.call("Deployment::parse", &input, PARSE_LIMIT, || {
+            seesaw::fleet::Deployment::parse(&input)
+        }) {
+            fz.accepted += 1;
+            let again = serde_json::to_vec(&d).unwrap();
+            fz.check(
+                seesaw::fleet::check_name("deployment id", &d.deployment_id).is_ok()
+                    && (d.manifest_url.starts_with("https://")
+                        || d.manifest_url.starts_with("http://"))
+                    && seesaw::fleet::Deployment::parse(&again).as_ref() == Ok(&d),
+                || format!("accepted {d:?}"),
+                &input,
+            );
+        }
+        let _ = fz.call("DeviceStatus from JSON", &input, PARSE_LIMIT, || {
+            serde_json::from_slice::<seesaw::fleet::DeviceStatus>(&input)
+                .map(|s| seesaw::fleet::operator::format_table(&[s]))
+        });
+    }
+    fz.finish();
+}
+
 // Regression: a correctly signed manifest whose `payload_offset` is near
 // u64::MAX once made `RawBundle::verify` overflow in `check_length`
 // (`payload_start + payload_offset + payload_size`). `Manifest::validate`
