@@ -1,0 +1,528 @@
+//! Benchmark (not a timed test; ignored by default): the bytes a v1 → v2
+//! update downloads when the running slot holds v1, for seesaw and for the
+//! content-addressed tools it competes with, next to the floor and to a full
+//! download, all from one local server in the same run. Run it with
+//! `bash tests/bench-delta.sh`, which builds the image pair, the floor, the
+//! casync store and the zchunk files, and passes them in:
+//!
+//! - `SEESAW_BENCH_V1`, `SEESAW_BENCH_V2`: the two images (same size);
+//! - `SEESAW_BENCH_WWW`: the directory served, holding `v2.ext4` (the raw
+//!   image for `curl | dd`), `casync/v2.caibx` with its store
+//!   `casync/store/`, and `zck/v2.zck`; the seesaw network bundle is
+//!   written into `seesaw/` by this test with the seesaw binary under test;
+//! - `SEESAW_BENCH_FLOOR`: the floor in bytes (v2's 4 KiB blocks found
+//!   nowhere in v1, compressed with `gzip -9`), the unit of every ratio;
+//! - `SEESAW_BENCH_ZSTD19`: the size of `zstd -19` of v2, for scale;
+//! - `SEESAW_BENCH_RUNS` (default 3), `SEESAW_BENCH_DIR` (scratch space).
+//!
+//! Bytes downloaded are the body bytes the server sent during one tool's run
+//! (index, envelope and payload alike); wall time and peak RSS (KiB, from
+//! `/usr/bin/time -f %M`) are those of the tool's process. Every result is
+//! checked: the written image must equal v2, or the figure is not printed.
+//! Result lines start with `| `.
+
+#[path = "support/https_server.rs"]
+mod https_server;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use https_server::{PkiPaths, Server, ServerOptions, TestPki};
+use seesaw::trust::PrivateKey;
+use seesaw::uboot_env::{EnvBlock, EnvLayout};
+
+/// One run of one tool.
+#[derive(Clone, Copy, Debug)]
+struct Sample {
+    secs: f64,
+    rss_kib: u64,
+    bytes: u64,
+    requests: u64,
+}
+
+/// What a command did: its success, wall time and peak RSS.
+struct Outcome {
+    ok: bool,
+    secs: f64,
+    rss_kib: u64,
+    stderr: String,
+}
+
+/// Runs `cmd` under `/usr/bin/time -f %M -o FILE` in `dir`.
+fn measure(dir: &Path, cmd: &mut Command) -> Outcome {
+    let rss_file = dir.join("time.out");
+    let _ = std::fs::remove_file(&rss_file);
+    let mut timed = Command::new("/usr/bin/time");
+    timed
+        .arg("-f")
+        .arg("%M")
+        .arg("-o")
+        .arg(&rss_file)
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
+        .current_dir(cmd.get_current_dir().unwrap_or(dir));
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => timed.env(k, v),
+            None => timed.env_remove(k),
+        };
+    }
+    let t = Instant::now();
+    let out = timed
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?} under /usr/bin/time: {e}"));
+    let secs = t.elapsed().as_secs_f64();
+    // The last line of the -o file is the peak RSS in KiB (a line before it
+    // says why the command failed, if it did).
+    let rss_kib = std::fs::read_to_string(&rss_file)
+        .unwrap_or_default()
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or(0);
+    Outcome {
+        ok: out.status.success(),
+        secs,
+        rss_kib,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Runs `cmd` and panics with its stderr if it fails.
+fn run(cmd: &mut Command) {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Whether the first `len` bytes of `a` and `b` are equal (`cmp -n`).
+fn same_prefix(a: &Path, b: &Path, len: u64) -> bool {
+    Command::new("cmp")
+        .arg("-s")
+        .arg("-n")
+        .arg(len.to_string())
+        .arg(a)
+        .arg(b)
+        .status()
+        .expect("run cmp")
+        .success()
+}
+
+/// Median (upper median for an even count), minimum and maximum.
+fn stats(v: &[f64]) -> (f64, f64, f64) {
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    (s[s.len() / 2], s[0], s[s.len() - 1])
+}
+
+fn env_path(name: &str) -> PathBuf {
+    PathBuf::from(std::env::var(name).unwrap_or_else(|_| panic!("set {name}")))
+}
+
+fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
+fn mb(bytes: f64) -> f64 {
+    bytes / 1e6
+}
+
+/// Server-side counters around one run.
+struct Counter<'a> {
+    server: &'a Server,
+    bytes: u64,
+    requests: u64,
+}
+
+impl<'a> Counter<'a> {
+    fn start(server: &'a Server) -> Counter<'a> {
+        let s = server.stats();
+        Counter {
+            server,
+            bytes: s.body_bytes_sent,
+            requests: s.requests,
+        }
+    }
+
+    fn sample(&self, o: &Outcome) -> Sample {
+        let s = self.server.stats();
+        Sample {
+            secs: o.secs,
+            rss_kib: o.rss_kib,
+            bytes: s.body_bytes_sent - self.bytes,
+            requests: s.requests - self.requests,
+        }
+    }
+}
+
+/// The simulated board: two slot files, a redundant U-Boot environment
+/// saying slot A is booted, a kernel command line and a data directory.
+struct Board {
+    dir: PathBuf,
+    slot_bytes: u64,
+}
+
+impl Board {
+    fn new(dir: &Path, image_size: u64, pki: &PkiPaths, key: &PrivateKey) -> Board {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join("release.pub"), key.public().to_pem().unwrap()).unwrap();
+        std::fs::write(
+            dir.join("fw_env.config"),
+            format!(
+                "{0} 0x0 0x4000\n{0} 0x4000 0x4000\n",
+                dir.join("uboot.env").display()
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("seesaw.toml"),
+            format!(
+                "compatible = \"bench-board\"\ndata_dir = \"data\"\ncmdline = \"cmdline\"\n\
+                 fw_env_config = \"fw_env.config\"\n[slots.A]\ndevice = \"slot-a.img\"\n\
+                 [slots.B]\ndevice = \"slot-b.img\"\n[[trust.roles]]\nname = \"release\"\n\
+                 threshold = 1\nkeys = [\"release.pub\"]\n[network]\nca = \"{}\"\n",
+                pki.ca.display()
+            ),
+        )
+        .unwrap();
+        Board {
+            dir: dir.to_owned(),
+            slot_bytes: (image_size.div_ceil(1 << 20) + 64) << 20,
+        }
+    }
+
+    /// Resets everything but slot A: environment (A booted, B has tries
+    /// left), command line, no state, slot B all zeros.
+    fn reset(&self) {
+        let vars = [
+            ("BOOT_ORDER", "A B"),
+            ("BOOT_A_LEFT", "3"),
+            ("BOOT_B_LEFT", "3"),
+        ];
+        let mut env = EnvBlock::from_vars(EnvLayout::Redundant, 0x4000, 1, &vars)
+            .unwrap()
+            .as_bytes()
+            .to_vec();
+        env.extend_from_slice(&[0u8; 0x4000]);
+        std::fs::write(self.dir.join("uboot.env"), env).unwrap();
+        let _ = std::fs::remove_dir_all(self.dir.join("data"));
+        std::fs::write(self.dir.join("cmdline"), "seesaw.slot=A\n").unwrap();
+        self.zero_slot("slot-b.img");
+    }
+
+    fn zero_slot(&self, name: &str) {
+        let f = std::fs::File::create(self.dir.join(name)).unwrap();
+        f.set_len(self.slot_bytes).unwrap();
+    }
+
+    /// Slot A holds `image` followed by zeros up to the slot size.
+    fn running(&self, image: &Path) {
+        std::fs::copy(image, self.dir.join("slot-a.img")).unwrap();
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(self.dir.join("slot-a.img"))
+            .unwrap();
+        f.set_len(self.slot_bytes).unwrap();
+    }
+
+    fn slot_b(&self) -> PathBuf {
+        self.dir.join("slot-b.img")
+    }
+
+    /// `seesaw install URL` on this board, without a D-Bus service.
+    fn install(&self, url: &str) -> Outcome {
+        measure(
+            &self.dir,
+            Command::new(env!("CARGO_BIN_EXE_seesaw"))
+                .current_dir(&self.dir)
+                .arg("--config")
+                .arg(self.dir.join("seesaw.toml"))
+                .arg("--bus-address")
+                .arg(format!("unix:path={}", self.dir.join("no-bus").display()))
+                .arg("install")
+                .arg(url),
+        )
+    }
+}
+
+/// Prints one tool's line: medians of its runs and ratios.
+fn report(name: &str, runs: &[Sample], floor: u64, how: &str) {
+    if runs.is_empty() {
+        return;
+    }
+    let secs: Vec<f64> = runs.iter().map(|s| s.secs).collect();
+    let bytes: Vec<f64> = runs.iter().map(|s| s.bytes as f64).collect();
+    let reqs: Vec<f64> = runs.iter().map(|s| s.requests as f64).collect();
+    let rss: Vec<f64> = runs.iter().map(|s| s.rss_kib as f64).collect();
+    let (t, tmin, tmax) = stats(&secs);
+    let (b, bmin, bmax) = stats(&bytes);
+    let spread = if bmin == bmax {
+        String::new()
+    } else {
+        format!(" ({:.2}–{:.2})", mb(bmin), mb(bmax))
+    };
+    println!(
+        "| {name:<28} {:>8.2} MB{spread} = {:>5.2} x floor, {:>5.0} requests, {:>6.2} s ({tmin:.2}–{tmax:.2}), peak RSS {:>6.1} MiB  [{how}]",
+        mb(b),
+        b / floor as f64,
+        stats(&reqs).0,
+        t,
+        stats(&rss).0 / 1024.0
+    );
+}
+
+#[test]
+#[ignore = "benchmark: run with tests/bench-delta.sh"]
+fn delta_download_against_floor_casync_and_zchunk() {
+    let v1 = env_path("SEESAW_BENCH_V1");
+    let v2 = env_path("SEESAW_BENCH_V2");
+    let www = env_path("SEESAW_BENCH_WWW");
+    let floor = env_u64("SEESAW_BENCH_FLOOR").expect("set SEESAW_BENCH_FLOOR (bytes)");
+    let zstd19 = env_u64("SEESAW_BENCH_ZSTD19").unwrap_or(0);
+    let runs = env_u64("SEESAW_BENCH_RUNS").unwrap_or(3).max(1) as usize;
+    let scratch =
+        tempfile::tempdir_in(std::env::var("SEESAW_BENCH_DIR").unwrap_or_else(|_| ".".into()))
+            .unwrap();
+    let d = scratch.path();
+    let size = std::fs::metadata(&v2).unwrap().len();
+    assert_eq!(
+        size,
+        std::fs::metadata(&v1).unwrap().len(),
+        "v1 and v2 must have the same size"
+    );
+    for f in ["v2.ext4", "casync/v2.caibx", "zck/v2.zck"] {
+        assert!(www.join(f).is_file(), "missing {}", www.join(f).display());
+    }
+
+    // The release: a network bundle of v2 made by the seesaw under test,
+    // with v1 named as the delta base when this seesaw knows the option.
+    let key = PrivateKey::from_seed(&[7; 32]);
+    std::fs::write(d.join("release.pem"), key.to_pem().unwrap()).unwrap();
+    let bundle_dir = www.join("seesaw");
+    let _ = std::fs::remove_dir_all(&bundle_dir);
+    let create = |delta: bool| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_seesaw"));
+        cmd.args(["bundle", "create", "--image"])
+            .arg(&v2)
+            .args(["--compatible", "bench-board", "--version", "2.0.0"])
+            .args(["--security-version", "1", "--key"])
+            .arg(d.join("release.pem"))
+            .arg("--output-dir")
+            .arg(&bundle_dir);
+        if delta {
+            cmd.arg("--delta-base").arg(&v1);
+        }
+        measure(d, &mut cmd)
+    };
+    let made = create(true);
+    let delta_base = made.ok;
+    let made = if made.ok {
+        made
+    } else {
+        println!(
+            "| note: `seesaw bundle create --delta-base` failed ({}); bundle made without it",
+            made.stderr.lines().next().unwrap_or("").trim()
+        );
+        let again = create(false);
+        assert!(again.ok, "seesaw bundle create: {}", again.stderr);
+        again
+    };
+    let file_len = |name: &str| {
+        std::fs::metadata(bundle_dir.join(name))
+            .map(|m| m.len())
+            .ok()
+    };
+    let index = file_len("rootfs.index");
+    println!(
+        "| seesaw bundle: envelope {} bytes, payload {} bytes, index {}; made in {:.1} s (peak RSS {:.0} MiB)",
+        file_len("manifest.dsse.json").unwrap_or(0),
+        file_len("rootfs.payload").unwrap_or(0),
+        index.map_or("absent".to_string(), |n| format!("{n} bytes")),
+        made.secs,
+        made.rss_kib as f64 / 1024.0
+    );
+
+    let pki = TestPki::generate();
+    let paths = pki.write_to(d);
+    let https = Server::start(www.clone(), ServerOptions::https(&pki));
+    let http = Server::start(www.clone(), ServerOptions::plain_http());
+
+    // The peers use libcurl. They get HTTPS when they accept the test CA
+    // through the environment (the probe below), else plain HTTP from the
+    // same directory.
+    let ca_env = |cmd: &mut Command| {
+        cmd.env("CURL_CA_BUNDLE", &paths.ca)
+            .env("SSL_CERT_FILE", &paths.ca);
+    };
+    let casync_out = d.join("casync-out.img");
+    let casync = |server: &Server| {
+        let _ = std::fs::remove_file(&casync_out);
+        let mut cmd = Command::new("casync");
+        ca_env(&mut cmd);
+        cmd.arg("extract")
+            .arg(format!("--store={}", server.url("/casync/store")))
+            .arg(format!("--seed={}", v1.display()))
+            .arg("--seed-output=no")
+            .arg(server.url("/casync/v2.caibx"))
+            .arg(&casync_out);
+        measure(d, &mut cmd)
+    };
+    let zck_dir = d.join("zck");
+    std::fs::create_dir_all(&zck_dir).unwrap();
+    let zck_src = www.join("zck/v1.zck");
+    let zckdl = |server: &Server| {
+        let _ = std::fs::remove_file(zck_dir.join("v2.zck"));
+        let mut cmd = Command::new("zckdl");
+        ca_env(&mut cmd);
+        cmd.current_dir(&zck_dir)
+            .arg("-q")
+            .arg(format!("--source={}", zck_src.display()))
+            .arg(server.url("/zck/v2.zck"));
+        measure(d, &mut cmd)
+    };
+    let casync_server = if casync(&https).ok { &https } else { &http };
+    let zck_server = if zckdl(&https).ok { &https } else { &http };
+    let scheme = |s: &Server| if std::ptr::eq(s, &https) { "HTTPS" } else { "plain HTTP" };
+
+    let board = Board::new(&d.join("board"), size, &paths, &key);
+    let manifest_url = https.url("/seesaw/manifest.dsse.json");
+
+    let mut curl = Vec::new();
+    let mut full = Vec::new();
+    let mut casync_runs = Vec::new();
+    let mut zck_runs = Vec::new();
+    let mut delta = Vec::new();
+    let mut delta_failure = None;
+    for r in 1..=runs {
+        // Full downloads: raw image through curl | dd, then seesaw into an
+        // empty slot next to a running slot that holds nothing related.
+        board.reset();
+        let c = Counter::start(&https);
+        let o = measure(
+            d,
+            Command::new("sh").arg("-c").arg(format!(
+                "curl -sS --cacert '{}' '{}' | dd of='{}' bs=4M iflag=fullblock conv=fsync,notrunc status=none",
+                paths.ca.display(),
+                https.url("/v2.ext4"),
+                board.slot_b().display()
+            )),
+        );
+        assert!(o.ok, "curl | dd: {}", o.stderr);
+        assert!(same_prefix(&v2, &board.slot_b(), size), "curl | dd wrote something else");
+        curl.push(c.sample(&o));
+
+        board.zero_slot("slot-a.img");
+        board.reset();
+        let c = Counter::start(&https);
+        let o = board.install(&manifest_url);
+        assert!(o.ok, "seesaw full install: {}", o.stderr);
+        assert!(
+            same_prefix(&v2, &board.slot_b(), size),
+            "slot B does not hold v2 after the full install"
+        );
+        full.push(c.sample(&o));
+
+        // Delta v1 → v2: the running slot A holds v1.
+        board.running(&v1);
+        board.reset();
+        let c = Counter::start(&https);
+        let o = board.install(&manifest_url);
+        if !o.ok {
+            delta_failure = Some(o.stderr.trim().to_string());
+        } else if !same_prefix(&v2, &board.slot_b(), size) {
+            delta_failure = Some("slot B does not hold v2 after the install".into());
+        } else {
+            delta.push(c.sample(&o));
+        }
+
+        let c = Counter::start(casync_server);
+        let o = casync(casync_server);
+        assert!(o.ok, "casync extract: {}", o.stderr);
+        assert!(same_prefix(&v2, &casync_out, size), "casync extracted something else");
+        casync_runs.push(c.sample(&o));
+
+        let c = Counter::start(zck_server);
+        let o = zckdl(zck_server);
+        assert!(o.ok, "zckdl: {}", o.stderr);
+        zck_runs.push(c.sample(&o));
+        run(Command::new("unzck")
+            .current_dir(&zck_dir)
+            .arg("v2.zck"));
+        assert!(
+            same_prefix(&v2, &zck_dir.join("v2"), size),
+            "zckdl assembled something else"
+        );
+        let _ = std::fs::remove_file(zck_dir.join("v2"));
+
+        let last = |v: &[Sample]| v.last().map_or(0.0, |s| mb(s.bytes as f64));
+        println!(
+            "| run {r}: curl|dd {:.2} s; seesaw full {:.2} s, {:.2} MB; seesaw delta {}; casync {:.2} MB; zckdl {:.2} MB",
+            curl[r - 1].secs,
+            full[r - 1].secs,
+            last(&full),
+            if delta.len() == r {
+                format!("{:.2} MB", last(&delta))
+            } else {
+                "failed".into()
+            },
+            last(&casync_runs),
+            last(&zck_runs),
+        );
+    }
+
+    println!("|");
+    println!(
+        "| median of {runs} runs; {size} bytes per image; floor {:.2} MB (gzip -9 of v2's novel 4 KiB blocks); ratios against it",
+        mb(floor as f64)
+    );
+    println!("| full download (v2 into an empty slot, nothing related running):");
+    report("curl | dd, raw image", &curl, floor, "HTTPS");
+    report("seesaw install", &full, floor, "HTTPS");
+    let (c, s) = (
+        stats(&curl.iter().map(|s| s.secs).collect::<Vec<_>>()).0,
+        stats(&full.iter().map(|s| s.secs).collect::<Vec<_>>()).0,
+    );
+    let full_bytes = stats(&full.iter().map(|s| s.bytes as f64).collect::<Vec<_>>()).0;
+    println!(
+        "|   seesaw full install = {:.2} x curl | dd wall time; downloads {:.2} MB = {:.2} x zstd -19 of v2 ({:.2} MB)",
+        s / c,
+        mb(full_bytes),
+        if zstd19 > 0 { full_bytes / zstd19 as f64 } else { 0.0 },
+        mb(zstd19 as f64)
+    );
+    println!("| delta v1 -> v2 (the running slot / seed holds v1):");
+    report(
+        "casync extract --seed=v1",
+        &casync_runs,
+        floor,
+        scheme(casync_server),
+    );
+    report("zckdl --source v1.zck", &zck_runs, floor, scheme(zck_server));
+    if delta.is_empty() {
+        println!(
+            "| {:<28} failed: {}",
+            "seesaw install (delta)",
+            delta_failure
+                .as_deref()
+                .unwrap_or("")
+                .lines()
+                .last()
+                .unwrap_or("")
+        );
+    } else {
+        let how = match (delta_base, index) {
+            (true, Some(_)) => "HTTPS",
+            _ => "HTTPS; bundle without a block index",
+        };
+        report("seesaw install (delta)", &delta, floor, how);
+    }
+    if let Some(f) = delta_failure.filter(|_| !delta.is_empty()) {
+        println!("| note: a seesaw delta run failed: {f}");
+    }
+}
