@@ -88,8 +88,9 @@ mkdir -p "$www/casync" "$www/zck"
 ln -f "$v2" "$www/v2.ext4"
 if [[ ! -f $www/casync/v2.caibx || $www/casync/v2.caibx -ot $v2 ]]; then
     rm -rf "$www/casync/store" "$www/casync/v2.caibx"
-    casync make --store="$www/casync/store" "$www/casync/v2.caibx.tmp" "$v2"
-    mv "$www/casync/v2.caibx.tmp" "$www/casync/v2.caibx"
+    # casync wants the .caibx suffix on the file it writes.
+    casync make --store="$www/casync/store" "$www/casync/v2-new.caibx" "$v2" >/dev/null
+    mv "$www/casync/v2-new.caibx" "$www/casync/v2.caibx"
 fi
 for v in v1 v2; do
     if [[ ! -f $www/zck/$v.zck || $www/zck/$v.zck -ot $work/$v.ext4 ]]; then
