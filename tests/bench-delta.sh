@@ -19,7 +19,8 @@
 # HTTP for a peer tool that does not take the test CA; the output says).
 #
 # Usage: tests/bench-delta.sh [--runs N] [--install-packages] [WORKDIR]
-#   --install-packages  apt-get install the tools this needs (Debian 12)
+#   --install-packages  apt-get install the tools this needs (Debian 12) even
+#                       when none is missing (it does so anyway if one is)
 #   WORKDIR             cache and scratch space (default work/bench-delta);
 #                       the debootstrap tree, images, floor, casync store and
 #                       zchunk files are kept there between runs.
@@ -34,20 +35,22 @@ while (($#)); do
     case $1 in
     --runs) runs=$2; shift 2 ;;
     --install-packages) install=1; shift ;;
-    -h | --help) sed -n '2,25p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,27p' "$0"; exit 0 ;;
     *) work=$1; shift ;;
     esac
 done
 
-packages=(debootstrap e2fsprogs casync zchunk zstd gzip curl time python3 diffutils libubootenv-tool)
-if ((install)); then
+# Debian 12 packages of the tools used; installed here (not in CI's
+# test-packages.sh: the benchmark is not part of CI) when one is missing.
+packages=(debootstrap e2fsprogs casync zchunk zstd gzip curl time python3 diffutils)
+tools=(debootstrap mkfs.ext4 casync zck zckdl unzck zstd gzip curl dd cmp python3 /usr/bin/time)
+missing() { for t in "${tools[@]}"; do command -v "$t" >/dev/null || return 0; done; return 1; }
+if ((install)) || missing; then
+    ((EUID == 0)) || { echo "missing tools: apt-get install -y ${packages[*]}" >&2; exit 1; }
     apt-get update
     apt-get install -y "${packages[@]}"
 fi
-for tool in debootstrap mkfs.ext4 casync zck zckdl unzck zstd gzip curl dd cmp python3 /usr/bin/time cargo; do
-    command -v "$tool" >/dev/null ||
-        { echo "missing $tool: run with --install-packages (apt-get install -y ${packages[*]})" >&2; exit 1; }
-done
+command -v cargo >/dev/null || { echo "missing cargo" >&2; exit 1; }
 ((EUID == 0)) || { echo "debootstrap and mkfs.ext4 -d of a root tree need root" >&2; exit 1; }
 
 t0=$(date +%s)

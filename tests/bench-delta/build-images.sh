@@ -27,6 +27,7 @@ if [[ ! -f tree.done ]]; then
     mirror=$(awk '/^URIs:/ { print $2; exit }' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
     [[ -n $mirror ]] || mirror=$(awk '$1 == "deb" { print $2; exit }' /etc/apt/sources.list)
     [[ -n $mirror ]] || { echo "no apt mirror found in this machine's sources" >&2; exit 1; }
+    echo "  debootstrap bookworm from $mirror (a few minutes)"
     debootstrap --variant=minbase --include=systemd,udev,python3,perl,openssh-server,curl \
         bookworm tree "$mirror" >debootstrap.log 2>&1 ||
         { tail -20 debootstrap.log >&2; exit 1; }
