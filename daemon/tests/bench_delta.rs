@@ -15,6 +15,12 @@
 //! - `SEESAW_BENCH_ZSTD19`: the size of `zstd -19` of v2, for scale;
 //! - `SEESAW_BENCH_RUNS` (default 3), `SEESAW_BENCH_DIR` (scratch space).
 //!
+//! seesaw's delta is measured on two boards: one whose running slot A
+//! simply holds the v1 image (no state), and one on which seesaw itself
+//! installed v1 from a one-file bundle and committed it (B runs v1, the
+//! state keeps what was installed), so both ways of knowing the running
+//! image are covered.
+//!
 //! Bytes downloaded are the body bytes the server sent during one tool's run
 //! (index, envelope and payload alike); wall time and peak RSS (KiB, from
 //! `/usr/bin/time -f %M`) are those of the tool's process. Every result is
@@ -29,8 +35,10 @@ use std::process::Command;
 use std::time::Instant;
 
 use https_server::{PkiPaths, Server, ServerOptions, TestPki};
+use seesaw::slot::BootChoice;
 use seesaw::trust::PrivateKey;
-use seesaw::uboot_env::{EnvBlock, EnvLayout};
+use seesaw::uboot_env::{EnvBlock, EnvLayout, UbootEnv};
+use seesaw::updater::power_on;
 
 /// One run of one tool.
 #[derive(Clone, Copy, Debug)]
@@ -286,6 +294,37 @@ impl Board {
         self.dir.join("slot-b.img")
     }
 
+    fn slot_a(&self) -> PathBuf {
+        self.dir.join("slot-a.img")
+    }
+
+    /// One power-on by the simulated U-Boot: the boot contract chooses a
+    /// slot, and the kernel command line names it. Returns the slot's name.
+    fn power_on(&self) -> String {
+        let mut env = UbootEnv::open(&self.dir.join("fw_env.config")).expect("open environment");
+        match power_on(&mut env).expect("power-on") {
+            BootChoice::Boot { slot, .. } => {
+                std::fs::write(self.dir.join("cmdline"), format!("seesaw.slot={slot}\n")).unwrap();
+                slot.to_string()
+            }
+            BootChoice::ResetTries => panic!("no slot had tries left"),
+        }
+    }
+
+    /// `seesaw mark-good` (commit the running slot), without a D-Bus service.
+    fn mark_good(&self) -> Outcome {
+        measure(
+            &self.dir,
+            Command::new(env!("CARGO_BIN_EXE_seesaw"))
+                .current_dir(&self.dir)
+                .arg("--config")
+                .arg(self.dir.join("seesaw.toml"))
+                .arg("--bus-address")
+                .arg(format!("unix:path={}", self.dir.join("no-bus").display()))
+                .arg("mark-good"),
+        )
+    }
+
     /// `seesaw install URL` on this board, without a D-Bus service.
     fn install(&self, url: &str) -> Outcome {
         measure(
@@ -423,6 +462,21 @@ fn delta_download_against_floor_casync_and_zchunk() {
         made.rss_kib as f64 / 1024.0
     );
 
+    // v1 as a one-file bundle, for the board on which seesaw installed v1.
+    let v1_bundle = d.join("v1.seesaw");
+    let made = measure(
+        d,
+        Command::new(env!("CARGO_BIN_EXE_seesaw"))
+            .args(["bundle", "create", "--image"])
+            .arg(&v1)
+            .args(["--compatible", "bench-board", "--version", "1.0.0"])
+            .args(["--security-version", "1", "--key"])
+            .arg(d.join("release.pem"))
+            .arg("--output")
+            .arg(&v1_bundle),
+    );
+    assert!(made.ok, "seesaw bundle create (v1): {}", made.stderr);
+
     let pki = TestPki::generate();
     let paths = pki.write_to(d);
     let https = Server::start(www.clone(), ServerOptions::https(&pki));
@@ -492,6 +546,8 @@ fn delta_download_against_floor_casync_and_zchunk() {
     let mut zck_runs = Vec::new();
     let mut delta = Vec::new();
     let mut delta_failure = None;
+    let mut delta_kept = Vec::new();
+    let mut delta_kept_failure = None;
     for r in 1..=runs {
         // Full downloads: raw image through curl | dd, then seesaw into an
         // empty slot next to a running slot that holds nothing related.
@@ -537,6 +593,26 @@ fn delta_download_against_floor_casync_and_zchunk() {
             delta.push(c.sample(&o));
         }
 
+        // Delta v1 → v2 on a board where seesaw itself installed v1 (into B)
+        // and committed it: B runs v1 and the state knows its manifest; v2
+        // goes into A.
+        board.zero_slot("slot-a.img");
+        board.reset();
+        let o = board.install(&v1_bundle.display().to_string());
+        assert!(o.ok, "seesaw install of the v1 bundle: {}", o.stderr);
+        assert_eq!(board.power_on(), "B", "the board did not boot the new slot");
+        let o = board.mark_good();
+        assert!(o.ok, "seesaw mark-good: {}", o.stderr);
+        let c = Counter::start(&https, &www);
+        let o = board.install(&manifest_url);
+        if !o.ok {
+            delta_kept_failure = Some(o.stderr.trim().to_string());
+        } else if !same_prefix(&v2, &board.slot_a(), size) {
+            delta_kept_failure = Some("slot A does not hold v2 after the install".into());
+        } else {
+            delta_kept.push(c.sample(&o));
+        }
+
         let c = Counter::start(casync_server, &www);
         let o = casync(casync_server);
         assert!(o.ok, "casync extract: {}", o.stderr);
@@ -559,12 +635,17 @@ fn delta_download_against_floor_casync_and_zchunk() {
 
         let last = |v: &[Sample]| v.last().map_or(0.0, |s| mb(s.bytes as f64));
         println!(
-            "| run {r}: curl|dd {:.2} s; seesaw full {:.2} s, {:.2} MB; seesaw delta {}; casync {:.2} MB; zckdl {:.2} MB",
+            "| run {r}: curl|dd {:.2} s; seesaw full {:.2} s, {:.2} MB; seesaw delta {} / {} (installed by seesaw); casync {:.2} MB; zckdl {:.2} MB",
             curl[r - 1].secs,
             full[r - 1].secs,
             last(&full),
             if delta.len() == r {
                 format!("{:.2} MB", last(&delta))
+            } else {
+                "failed".into()
+            },
+            if delta_kept.len() == r {
+                format!("{:.2} MB", last(&delta_kept))
             } else {
                 "failed".into()
             },
@@ -606,25 +687,33 @@ fn delta_download_against_floor_casync_and_zchunk() {
         Some(floor),
         scheme(zck_server),
     );
-    if delta.is_empty() {
-        println!(
-            "| {:<28} failed: {}",
-            "seesaw install (delta)",
-            delta_failure
-                .as_deref()
-                .unwrap_or("")
-                .lines()
-                .last()
-                .unwrap_or("")
-        );
-    } else {
-        let how = match (delta_base, index) {
-            (true, Some(_)) => "HTTPS",
-            _ => "HTTPS; bundle without a block index",
-        };
-        report("seesaw install (delta)", &delta, Some(floor), how);
-    }
-    if let Some(f) = delta_failure.filter(|_| !delta.is_empty()) {
-        println!("| note: a seesaw delta run failed: {f}");
+    let how = match (delta_base, index) {
+        (true, Some(_)) => "HTTPS",
+        _ => "HTTPS; bundle without a block index",
+    };
+    for (name, samples, failure) in [
+        ("seesaw, slot A = v1 image", &delta, &delta_failure),
+        (
+            "seesaw, v1 installed by it",
+            &delta_kept,
+            &delta_kept_failure,
+        ),
+    ] {
+        if samples.is_empty() {
+            println!(
+                "| {name:<26} failed: {}",
+                failure
+                    .as_deref()
+                    .unwrap_or("")
+                    .lines()
+                    .last()
+                    .unwrap_or("")
+            );
+            continue;
+        }
+        report(name, samples, Some(floor), how);
+        if let Some(f) = failure {
+            println!("|   note: a run failed: {}", f.lines().last().unwrap_or(""));
+        }
     }
 }
