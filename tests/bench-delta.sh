@@ -15,8 +15,10 @@
 #     in the running slot, each as a ratio to the floor;
 #   - peak RSS of each.
 # Medians over --runs N (default 3). Everything is served by the test
-# HTTPS server of daemon/tests/support/https_server.rs on 127.0.0.1 (plain
-# HTTP for a peer tool that does not take the test CA; the output says).
+# HTTPS server of daemon/tests/support/https_server.rs on 127.0.0.1. casync
+# and zckdl (libcurl) trust its test CA through a private mount namespace in
+# which it is bind-mounted over the system CA bundle (root; the machine's
+# trust is untouched); plain HTTP if that fails (the output says which).
 #
 # Usage: tests/bench-delta.sh [--runs N] [--install-packages] [WORKDIR]
 #   --install-packages  apt-get install the tools this needs (Debian 12) even
@@ -35,7 +37,7 @@ while (($#)); do
     case $1 in
     --runs) runs=$2; shift 2 ;;
     --install-packages) install=1; shift ;;
-    -h | --help) sed -n '2,27p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,28p' "$0"; exit 0 ;;
     *) work=$1; shift ;;
     esac
 done

@@ -176,6 +176,60 @@ fn range_len(header: Option<&str>, root: &Path, url_path: &str) -> u64 {
     }
 }
 
+/// How a libcurl-based peer tool is made to trust the test CA.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Trust {
+    /// `CURL_CA_BUNDLE` and `SSL_CERT_FILE` in its environment.
+    Environment,
+    /// A private mount namespace (`unshare -m`) in which the test CA is
+    /// bind-mounted over the system bundle `/etc/ssl/certs/ca-certificates.crt`.
+    Namespace,
+    /// None: plain HTTP.
+    Plain,
+}
+
+impl Trust {
+    fn label(self) -> &'static str {
+        match self {
+            Trust::Environment => "HTTPS, CA from the environment",
+            Trust::Namespace => "HTTPS, CA bind-mounted in a mount namespace",
+            Trust::Plain => "plain HTTP",
+        }
+    }
+
+    fn server<'a>(self, https: &'a Server, http: &'a Server) -> &'a Server {
+        if self == Trust::Plain {
+            http
+        } else {
+            https
+        }
+    }
+
+    /// The command that runs `program` this way; its arguments follow.
+    fn command(self, program: &str, ca: &Path) -> Command {
+        match self {
+            Trust::Environment => {
+                let mut cmd = Command::new(program);
+                cmd.env("CURL_CA_BUNDLE", ca).env("SSL_CERT_FILE", ca);
+                cmd
+            }
+            Trust::Namespace => {
+                let mut cmd = Command::new("unshare");
+                cmd.args([
+                    "-m",
+                    "sh",
+                    "-c",
+                    "mount --bind \"$0\" /etc/ssl/certs/ca-certificates.crt && exec \"$@\"",
+                ])
+                .arg(ca)
+                .arg(program);
+                cmd
+            }
+            Trust::Plain => Command::new(program),
+        }
+    }
+}
+
 /// Server-side counters around one run.
 struct Counter<'a> {
     server: &'a Server,
@@ -482,18 +536,17 @@ fn delta_download_against_floor_casync_and_zchunk() {
     let https = Server::start(www.clone(), ServerOptions::https(&pki));
     let http = Server::start(www.clone(), ServerOptions::plain_http());
 
-    // The peers use libcurl. They get HTTPS when they accept the test CA
-    // through the environment (the probe below), else plain HTTP from the
-    // same directory.
-    let ca_env = |cmd: &mut Command| {
-        cmd.env("CURL_CA_BUNDLE", &paths.ca)
-            .env("SSL_CERT_FILE", &paths.ca);
-    };
+    // The peers use libcurl, which trusts the system's CA bundle. They get
+    // HTTPS when they accept the test CA through the environment, or else
+    // through a private mount namespace in which the test CA is bind-mounted
+    // over the system bundle (needs root; the machine's trust is untouched),
+    // whichever the probe below finds working first; plain HTTP from the
+    // same directory otherwise.
     let casync_out = d.join("casync-out.img");
-    let casync = |server: &Server| {
+    let casync = |trust: Trust| {
         let _ = std::fs::remove_file(&casync_out);
-        let mut cmd = Command::new("casync");
-        ca_env(&mut cmd);
+        let server = trust.server(&https, &http);
+        let mut cmd = trust.command("casync", &paths.ca);
         cmd.arg("extract")
             .arg(format!("--store={}", server.url("/casync/store")))
             .arg(format!("--seed={}", v1.display()))
@@ -505,37 +558,34 @@ fn delta_download_against_floor_casync_and_zchunk() {
     let zck_dir = d.join("zck");
     std::fs::create_dir_all(&zck_dir).unwrap();
     let zck_src = www.join("zck/v1.zck");
-    let zckdl = |server: &Server| {
+    let zckdl = |trust: Trust| {
         let _ = std::fs::remove_file(zck_dir.join("v2.zck"));
-        let mut cmd = Command::new("zckdl");
-        ca_env(&mut cmd);
+        let server = trust.server(&https, &http);
+        let mut cmd = trust.command("zckdl", &paths.ca);
         cmd.current_dir(&zck_dir)
             .arg("-q")
             .arg(format!("--source={}", zck_src.display()))
             .arg(server.url("/zck/v2.zck"));
         measure(d, &mut cmd)
     };
-    let pick = |name: &str, probe: Outcome| {
-        if probe.ok {
-            &https
-        } else {
-            let why = probe.stderr.lines().rev().find(|l| !l.trim().is_empty());
-            println!(
-                "| note: {name} over HTTPS with the test CA in CURL_CA_BUNDLE/SSL_CERT_FILE failed ({}); it uses plain HTTP",
-                why.unwrap_or("").trim()
-            );
-            &http
+    let pick = |name: &str, probe: &dyn Fn(Trust) -> Outcome| {
+        let mut tried = Vec::new();
+        for trust in [Trust::Environment, Trust::Namespace] {
+            let o = probe(trust);
+            if o.ok {
+                return trust;
+            }
+            let why = o.stderr.lines().rev().find(|l| !l.trim().is_empty());
+            tried.push(format!("{}: {}", trust.label(), why.unwrap_or("").trim()));
         }
+        println!(
+            "| note: {name} refused the test CA ({}); it uses plain HTTP",
+            tried.join("; ")
+        );
+        Trust::Plain
     };
-    let casync_server = pick("casync", casync(&https));
-    let zck_server = pick("zckdl", zckdl(&https));
-    let scheme = |s: &Server| {
-        if std::ptr::eq(s, &https) {
-            "HTTPS"
-        } else {
-            "plain HTTP"
-        }
-    };
+    let casync_trust = pick("casync", &casync);
+    let zck_trust = pick("zckdl", &zckdl);
 
     let board = Board::new(&d.join("board"), size, &paths, &key);
     let manifest_url = https.url("/seesaw/manifest.dsse.json");
@@ -613,8 +663,8 @@ fn delta_download_against_floor_casync_and_zchunk() {
             delta_kept.push(c.sample(&o));
         }
 
-        let c = Counter::start(casync_server, &www);
-        let o = casync(casync_server);
+        let c = Counter::start(casync_trust.server(&https, &http), &www);
+        let o = casync(casync_trust);
         assert!(o.ok, "casync extract: {}", o.stderr);
         assert!(
             same_prefix(&v2, &casync_out, size),
@@ -622,8 +672,8 @@ fn delta_download_against_floor_casync_and_zchunk() {
         );
         casync_runs.push(c.sample(&o));
 
-        let c = Counter::start(zck_server, &www);
-        let o = zckdl(zck_server);
+        let c = Counter::start(zck_trust.server(&https, &http), &www);
+        let o = zckdl(zck_trust);
         assert!(o.ok, "zckdl: {}", o.stderr);
         zck_runs.push(c.sample(&o));
         run(Command::new("unzck").current_dir(&zck_dir).arg("v2.zck"));
@@ -679,13 +729,13 @@ fn delta_download_against_floor_casync_and_zchunk() {
         "casync extract --seed=v1",
         &casync_runs,
         Some(floor),
-        scheme(casync_server),
+        casync_trust.label(),
     );
     report(
         "zckdl --source v1.zck",
         &zck_runs,
         Some(floor),
-        scheme(zck_server),
+        zck_trust.label(),
     );
     let how = match (delta_base, index) {
         (true, Some(_)) => "HTTPS",
