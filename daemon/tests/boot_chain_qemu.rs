@@ -189,10 +189,12 @@ impl Testbed {
     fn build() -> Testbed {
         let started = Instant::now();
         let repo = repo_root();
-        let seesaw = std::env::var_os("SEESAW_QEMU_SEESAW").map(PathBuf::from).expect(
-            "SEESAW_QEMU_SEESAW must name the seesaw binary the guest runs: \
+        let seesaw = std::env::var_os("SEESAW_QEMU_SEESAW")
+            .map(PathBuf::from)
+            .expect(
+                "SEESAW_QEMU_SEESAW must name the seesaw binary the guest runs: \
              run bash tests/qemu-boot-chain.sh",
-        );
+            );
         assert!(
             Path::new(UBOOT_ROM).is_file(),
             "{UBOOT_ROM} missing: run tests/qemu-packages.sh"
@@ -608,10 +610,14 @@ fn fw_config(dir: &Path, env_path: &Path) -> PathBuf {
 }
 
 fn contract(order: &str, a: &str, b: &str) -> BTreeMap<String, String> {
-    [("BOOT_ORDER", order), ("BOOT_A_LEFT", a), ("BOOT_B_LEFT", b)]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    [
+        ("BOOT_ORDER", order),
+        ("BOOT_A_LEFT", a),
+        ("BOOT_B_LEFT", b),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
 }
 
 fn scenario_time(name: &str, started: Instant) {
@@ -804,9 +810,7 @@ fn power_cut_during_install_resumes() {
     console.expect("SEESAW-QEMU: install started https://10.0.2.2:");
     assert!(!console.has("SEESAW-QEMU: install result"));
     let before = server.body_bytes_sent();
-    eprintln!(
-        "boot chain: power cut after {before} of {payload_size} payload bytes were sent"
-    );
+    eprintln!("boot chain: power cut after {before} of {payload_size} payload bytes were sent");
     // Nothing flipped: A stays first.
     assert_eq!(board.env(), contract("A B", "2", "3"));
 
