@@ -166,10 +166,13 @@ struct Testbed {
     boot_scr: PathBuf,
     /// Slot A's factory image (release 1.0.0).
     image_a: PathBuf,
-    /// Release → (slot image, bundle directory name under `www`).
+    /// Release → its slot image (its bundle is `www/<release>/`).
     releases: BTreeMap<&'static str, PathBuf>,
     www: PathBuf,
+    /// The certificate for 10.0.2.2 the server presents.
     server_cert: ServerCert,
+    /// Only turns TLS on in the server options; `server_cert` replaces its
+    /// certificate.
     pki: TestPki,
 }
 
@@ -774,8 +777,23 @@ fn hung_slot_watchdog_rolls_back() {
             "seesaw: booting slot A (tries left 1)",
         ]
     );
-    // Nobody but the watchdog rebooted B: no B boot reached the test step.
+    // Nobody but the watchdog rebooted B: no B boot reached the test step,
+    // each ended in the panic, and the only orderly restart was the one
+    // after the install.
     assert!(!console.has("SEESAW-QEMU: booted slot B"));
+    let count = |needle: &str| console.lines().filter(|l| l.contains(needle)).count();
+    assert_eq!(
+        count("] Kernel panic - not syncing"),
+        3,
+        "{}",
+        console.log.display()
+    );
+    assert_eq!(
+        count("reboot: Restarting system"),
+        1,
+        "{}",
+        console.log.display()
+    );
     let status = console.last_status();
     assert_eq!(status["booted"], "A", "{status:#}");
     assert_eq!(status["last_result"]["kind"], "rolled-back", "{status:#}");
