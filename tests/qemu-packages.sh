@@ -6,6 +6,10 @@
 #   libubootenv-tool  fw_printenv, fw_setenv (read/write seesaw.env)
 #   u-boot-qemu       /usr/lib/u-boot/qemu-x86/u-boot.rom
 #   mtools dosfstools fdisk   build a disk image without root or loop devices
+#   debootstrap busybox-static kmod cpio xz-utils e2fsprogs
+#                     the boot-chain test's guest (tests/qemu/build-guest.sh):
+#                     a minimal Debian root, its initramfs, its kernel
+#                     modules; debugfs reads the guest's state afterwards
 #   qemu-system-x86 (+ common, data, seabios) from bookworm-backports: the host
 #   may carry qemu-utils from backports, which conflicts with bookworm's 7.2
 #   qemu-system packages. Only these packages are taken from backports; a
@@ -40,7 +44,8 @@ SRC
     need_update=1
 fi
 
-plain=(u-boot-tools libubootenv-tool u-boot-qemu mtools dosfstools fdisk)
+plain=(u-boot-tools libubootenv-tool u-boot-qemu mtools dosfstools fdisk
+    debootstrap busybox-static kmod cpio xz-utils e2fsprogs)
 backports=(qemu-system-x86 qemu-system-common qemu-system-data seabios)
 backports_pinned=(
     qemu-system-x86/bookworm-backports

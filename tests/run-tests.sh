@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every seesaw test, exactly what CI runs: installs the real tools the
 # tests use, checks formatting and lints, runs the simulated-board update
-# cycle, then the unit and integration tests (including the boot scripts in
-# U-Boot under QEMU).
+# cycle, the real boot chain in QEMU (tests/qemu/README.md), then the unit and
+# integration tests (including the boot scripts in U-Boot under QEMU).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
@@ -20,5 +20,7 @@ echo "== Yocto layer: oelint-adv, crates .inc in sync, layout consistency"
 bash tests/yocto-checks.sh
 echo "== cargo deny: licenses, bans, sources"
 bash tests/deny.sh
+echo "== boot chain in QEMU: commit, health rollback, watchdog rollback, power cut"
+bash tests/qemu-boot-chain.sh
 echo "== cargo test"
 cargo test --workspace 2>&1
