@@ -250,6 +250,7 @@ impl Testbed {
         };
         let image_a = slot_image("1.0.0", "good");
         let www = run_dir.join("www");
+        std::fs::create_dir_all(&www).unwrap();
         let mut releases = BTreeMap::new();
         for (release, variant, security_version) in RELEASES {
             let image = slot_image(release, variant);
@@ -263,7 +264,9 @@ impl Testbed {
                 .arg("--key")
                 .arg(keys.join("fleet.pem"))
                 .arg("--output-dir")
-                .arg(www.join(release)));
+                .arg(www.join(release))
+                .arg("--output")
+                .arg(www.join(format!("{release}.seesaw"))));
             releases.insert(release, image);
         }
         eprintln!(
@@ -293,9 +296,18 @@ impl Testbed {
     }
 }
 
+/// The network layout of `release` (a delta from slot A where it pays).
 fn url_for_guest(server: &Server, release: &str) -> String {
     format!(
         "https://{HOST_FROM_GUEST}:{}/{release}/manifest.dsse.json",
+        server.port()
+    )
+}
+
+/// The one-file bundle of `release` (always the whole payload).
+fn one_file_url_for_guest(server: &Server, release: &str) -> String {
+    format!(
+        "https://{HOST_FROM_GUEST}:{}/{release}.seesaw",
         server.port()
     )
 }
@@ -685,7 +697,16 @@ fn update_and_commit() {
         .unwrap_or_else(|| panic!("no slot B in {status:#}"));
     assert_eq!(slot_b["version"], "2.0.0", "{status:#}");
     assert_eq!(slot_b["booted"], true, "{status:#}");
-    assert!(server.requests_for("/2.0.0/rootfs.payload") >= 1);
+    // A delta from slot A: the block index and only some frames of the
+    // block store, far less than the full payload.
+    assert!(server.requests_for("/2.0.0/rootfs.index") >= 1);
+    assert_eq!(server.requests_for("/2.0.0/rootfs.payload"), 0);
+    let payload = std::fs::metadata(bed.www.join("2.0.0/rootfs.payload"))
+        .unwrap()
+        .len();
+    let fetched = server.body_bytes_sent();
+    eprintln!("boot chain: the delta install fetched {fetched} bytes (full payload {payload})");
+    assert!(fetched * 4 < payload, "{fetched} of {payload} bytes");
     scenario_time("1 update and commit", started);
 }
 
@@ -811,7 +832,9 @@ fn power_cut_during_install_resumes() {
     let bed = testbed();
     let started = Instant::now();
     let server = bed.server();
-    let payload = bed.www.join("2.0.0/rootfs.payload");
+    // The one-file bundle: the whole payload crosses the link, so a cut
+    // by bytes lands in the middle of it.
+    let payload = bed.www.join("2.0.0.seesaw");
     let payload_size = std::fs::metadata(&payload).unwrap().len();
     // A slow link, so the cut lands in the middle of the download whatever
     // the speed of the emulation.
@@ -819,7 +842,10 @@ fn power_cut_during_install_resumes() {
     server.with_faults(|f| {
         f.trickle(rate);
     });
-    let mut board = Board::new("4-power-cut", Some(&url_for_guest(&server, "2.0.0")));
+    let mut board = Board::new(
+        "4-power-cut",
+        Some(&one_file_url_for_guest(&server, "2.0.0")),
+    );
     let cut_at = payload_size * 2 / 5;
     let console = board.power_on(|_| server.body_bytes_sent() > cut_at);
     assert!(!console.exited, "the install finished before the power cut");
