@@ -64,13 +64,15 @@ pub struct NetworkConfig {
     pub delta: bool,
     /// Wanted ranges of a file at most this many bytes apart are fetched in
     /// one request, the bytes between read and dropped: fewer round trips on
-    /// a slow link for a few more bytes. 0 joins only adjacent ranges.
+    /// a slow link for a few more bytes (4096 by default; on a link with a
+    /// long round trip, 65536 trades about 2x the bytes of a delta for 3x
+    /// fewer requests). 0 joins only adjacent ranges.
     #[serde(default = "default_coalesce_gap")]
     pub coalesce_gap: u64,
 }
 
 fn default_coalesce_gap() -> u64 {
-    16 * 1024
+    4096
 }
 
 fn default_delta() -> bool {
