@@ -628,7 +628,9 @@ impl Updater {
                 )
             })
             .collect();
-        let fetch = wanted.iter().map(|w| w.1).sum::<u64>();
+        let store_url = crate::transport::sibling_url(url, &store.store_file)?;
+        // What the requests will carry, the gaps they bridge included.
+        let fetch = HttpSource::new(fetcher, &store_url, &wanted).planned_bytes();
         log::info!(
             "delta: {} of {} distinct blocks found in slot {running} by {how} in {:.2} s; \
              {} of {} frames to download, {fetch} bytes + {} bytes of index",
@@ -640,7 +642,7 @@ impl Updater {
             store.index_size,
         );
         Ok(BlockPlan {
-            store_url: crate::transport::sibling_url(url, &store.store_file)?,
+            store_url,
             url: url.to_string(),
             planned: fetch + store.index_size,
             index,
