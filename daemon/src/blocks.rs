@@ -395,13 +395,7 @@ pub fn build(
             _ => spans.push((id, 1)),
         }
     }
-    let threads = if threads == 0 {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    } else {
-        threads
-    };
+    let threads = crate::install::worker_threads(threads);
     let mut frames = Vec::with_capacity(spans.len());
     // Compress a batch of frames in parallel, then write it in order.
     for batch in spans.chunks(threads * 64) {
@@ -512,13 +506,7 @@ impl LocalBlocks {
         let wanted = local.wanted(index);
         let file = File::open(device).map_err(io("open", device))?;
         let size = size - size % BLOCK_SIZE;
-        let threads = if threads == 0 {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
-        } else {
-            threads
-        };
+        let threads = crate::install::worker_threads(threads);
         let blocks = size / BLOCK_SIZE;
         let per = blocks.div_ceil(threads as u64).max(1) * BLOCK_SIZE;
         let results: Vec<Result<Vec<(u32, u64)>, BlockError>> = std::thread::scope(|s| {

@@ -359,13 +359,7 @@ fn compress_chunks(
         )));
     }
     let n = size.div_ceil(cs) as usize;
-    let threads = if opts.threads == 0 {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    } else {
-        opts.threads
-    };
+    let threads = crate::install::worker_threads(opts.threads);
     // Chunks are compressed out of order by the workers, and written in
     // order by whoever completes the next one: a small reorder window keeps
     // memory bounded to a few chunks per thread.

@@ -399,6 +399,17 @@ impl Written {
     }
 }
 
+/// Worker threads for `requested` (0 = one per core, at least 1).
+pub fn worker_threads(requested: usize) -> usize {
+    if requested == 0 {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    } else {
+        requested
+    }
+}
+
 /// Where the bytes of each image chunk come from, before they are verified.
 pub trait ChunkSource: Sync {
     /// How many workers may produce chunks at once (1 = one at a time, in
@@ -579,15 +590,9 @@ fn write_and_read_back(
     cancel: &AtomicBool,
 ) -> Result<(), InstallError> {
     let n = image.chunks.len();
-    let threads = if threads == 0 {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    } else {
-        threads
-    }
-    .min(source.max_workers())
-    .max(1);
+    let threads = crate::install::worker_threads(threads)
+        .min(source.max_workers())
+        .max(1);
     let written = Written {
         done: (0..n).map(|_| AtomicBool::new(false)).collect(),
         lock: Mutex::new(()),
