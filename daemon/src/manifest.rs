@@ -184,7 +184,7 @@ pub struct BlockStore {
     pub store_size: u64,
 }
 
-/// Largest block index accepted, bytes (an index is about 1/500 of its image).
+/// Largest block index accepted, bytes (an index is about 1/900 of its image).
 pub const MAX_INDEX_BYTES: u64 = 1 << 30;
 
 fn plain_file_name(f: &str) -> bool {
