@@ -664,6 +664,8 @@ struct SourceState<'a> {
     chunks: BTreeMap<u64, u64>,
     stream: Option<RangeStream<'a>>,
     ahead: BTreeMap<u64, Vec<u8>>,
+    /// Why the stream gave up: later reads fail at once, with no request.
+    failed: Option<String>,
 }
 
 impl<'a> HttpSource<'a> {
@@ -689,6 +691,7 @@ impl<'a> HttpSource<'a> {
                 chunks,
                 stream: None,
                 ahead: BTreeMap::new(),
+                failed: None,
             }),
         }
     }
@@ -712,6 +715,30 @@ impl<'a> HttpSource<'a> {
 impl PayloadSource for HttpSource<'_> {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(reason) = &s.failed {
+            return Err(std::io::Error::other(reason.clone()));
+        }
+        let result = Self::read_locked(&mut s, self.fetcher, &self.url, offset, buf);
+        if let Err(e) = &result {
+            s.failed = Some(e.to_string());
+        }
+        result
+    }
+
+    fn name(&self) -> String {
+        self.url.clone()
+    }
+}
+
+impl<'a> HttpSource<'a> {
+    /// [`PayloadSource::read_at`] with the state locked.
+    fn read_locked(
+        s: &mut SourceState<'a>,
+        fetcher: &'a Fetcher,
+        url: &str,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> std::io::Result<()> {
         if let Some(data) = s.ahead.remove(&offset) {
             if data.len() == buf.len() {
                 buf.copy_from_slice(&data);
@@ -729,7 +756,7 @@ impl PayloadSource for HttpSource<'_> {
                             format!("chunk at {offset} is not in the planned ranges"),
                         ));
                     };
-                    s.stream = Some(RangeStream::new(self.fetcher, &self.url, start, end));
+                    s.stream = Some(RangeStream::new(fetcher, url, start, end));
                     start
                 }
             };
@@ -771,9 +798,5 @@ impl PayloadSource for HttpSource<'_> {
             }
             s.ahead.insert(pos, data);
         }
-    }
-
-    fn name(&self) -> String {
-        self.url.clone()
     }
 }
