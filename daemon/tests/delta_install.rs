@@ -16,19 +16,16 @@ mod https_server;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::AtomicBool;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::{Board, NOW};
 use https_server::{Server, ServerOptions, TestPki};
 use seesaw::bundle::{self, CreateOptions, Outputs};
 use seesaw::config::Config;
-use seesaw::install::NoProgress;
 use seesaw::transport::TransportError;
 use seesaw::trust::Signer;
 use seesaw::uboot_env::{BootEnv, UbootEnv};
-use seesaw::updater::{InstallOptions, InstallReport, UpdateError, Updater};
+use seesaw::updater::{InstallReport, UpdateError, Updater};
 use sha2::{Digest, Sha256};
 
 const IMAGE_MIB: u64 = 24;
@@ -285,29 +282,7 @@ impl Delta {
     }
 
     fn install_with(&self, cfg: &Path) -> Result<InstallReport, UpdateError> {
-        let (tx, rx) = mpsc::channel();
-        let cfg = cfg.to_path_buf();
-        let url = self.server.url(MANIFEST);
-        std::thread::spawn(move || {
-            let config = Config::load(&cfg).unwrap();
-            let env = UbootEnv::open(&config.fw_env_config)
-                .unwrap()
-                .with_lock_file(None);
-            let mut updater = Updater::with_env(config, &cfg, Box::new(env));
-            let r = updater.install_source(
-                &url,
-                &InstallOptions {
-                    threads: 2,
-                    force: false,
-                },
-                &NoProgress,
-                &AtomicBool::new(false),
-                NOW,
-            );
-            let _ = tx.send(r);
-        });
-        rx.recv_timeout(INSTALL_LIMIT)
-            .unwrap_or_else(|_| panic!("install did not end within {INSTALL_LIMIT:?}"))
+        common::install_source_within(cfg, &self.server.url(MANIFEST), INSTALL_LIMIT)
     }
 
     fn assert_installed(&self, image: &[u8]) {

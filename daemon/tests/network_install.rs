@@ -207,29 +207,7 @@ impl Net {
     }
 
     fn install_with(&self, cfg: &Path, url: &str) -> Result<InstallReport, UpdateError> {
-        let (tx, rx) = mpsc::channel();
-        let cfg = cfg.to_path_buf();
-        let url = url.to_string();
-        std::thread::spawn(move || {
-            let config = Config::load(&cfg).unwrap();
-            let env = UbootEnv::open(&config.fw_env_config)
-                .unwrap()
-                .with_lock_file(None);
-            let mut updater = Updater::with_env(config, &cfg, Box::new(env));
-            let r = updater.install_source(
-                &url,
-                &InstallOptions {
-                    threads: 2,
-                    force: false,
-                },
-                &NoProgress,
-                &AtomicBool::new(false),
-                NOW,
-            );
-            let _ = tx.send(r);
-        });
-        rx.recv_timeout(INSTALL_LIMIT)
-            .unwrap_or_else(|_| panic!("install did not end within {INSTALL_LIMIT:?}"))
+        common::install_source_within(cfg, url, INSTALL_LIMIT)
     }
 
     fn assert_installed(&self) {

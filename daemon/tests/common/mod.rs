@@ -219,6 +219,40 @@ pub fn install_with(updater: &mut Updater, bundle: &Path) -> Result<(), UpdateEr
         .map(|_| ())
 }
 
+/// Installs `source` (a URL or path) through the library with the
+/// configuration `cfg` and its real environment (no lock file), on its own
+/// thread, at [`NOW`] with two workers; panics if it takes longer than
+/// `limit`.
+pub fn install_source_within(
+    cfg: &Path,
+    source: &str,
+    limit: std::time::Duration,
+) -> Result<seesaw::updater::InstallReport, UpdateError> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let cfg = cfg.to_path_buf();
+    let source = source.to_string();
+    std::thread::spawn(move || {
+        let config = Config::load(&cfg).unwrap();
+        let env = UbootEnv::open(&config.fw_env_config)
+            .unwrap()
+            .with_lock_file(None);
+        let mut updater = Updater::with_env(config, &cfg, Box::new(env));
+        let r = updater.install_source(
+            &source,
+            &InstallOptions {
+                threads: 2,
+                force: false,
+            },
+            &NoProgress,
+            &AtomicBool::new(false),
+            NOW,
+        );
+        let _ = tx.send(r);
+    });
+    rx.recv_timeout(limit)
+        .unwrap_or_else(|_| panic!("install did not end within {limit:?}"))
+}
+
 /// A good bundle's pieces: manifest and payload bytes.
 pub fn parts(path: &Path) -> (Manifest, Vec<u8>) {
     let raw = RawBundle::open(path).unwrap();
