@@ -599,7 +599,6 @@ pub trait Refetch: Sync {
 pub struct Assembler<'a> {
     index: &'a BlockIndex,
     chunk_size: u64,
-    local: Mutex<LocalBlocks>,
     running: Option<(File, PathBuf)>,
     target: (File, PathBuf),
     planned: &'a dyn crate::install::PayloadSource,
@@ -610,6 +609,7 @@ pub struct Assembler<'a> {
 }
 
 struct AsmState {
+    local: LocalBlocks,
     written_at: Vec<u64>,
     frame: Option<(usize, Vec<u8>)>,
     stored: Vec<u8>,
@@ -675,7 +675,6 @@ impl<'a> Assembler<'a> {
         Ok(Assembler {
             index,
             chunk_size,
-            local: Mutex::new(local),
             running,
             target: (
                 File::open(target).map_err(io("open", target))?,
@@ -686,6 +685,7 @@ impl<'a> Assembler<'a> {
             refetch,
             extra: AtomicU64::new(0),
             state: Mutex::new(AsmState {
+                local,
                 written_at: in_target(index, chunk_size, done),
                 frame: None,
                 stored: Vec::new(),
@@ -790,7 +790,6 @@ impl<'a> Assembler<'a> {
     ) -> Result<(), crate::install::InstallError> {
         use crate::install::InstallError;
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let mut local = self.local.lock().unwrap_or_else(|p| p.into_inner());
         let per = (self.chunk_size / BLOCK_SIZE) as usize;
         let first = i * per;
         let last = ((i + 1) * per).min(self.index.map.len());
@@ -806,7 +805,7 @@ impl<'a> Assembler<'a> {
             } else if st.written_at[id as usize] != NOWHERE {
                 From::Target(st.written_at[id as usize])
             } else {
-                match local.at[id as usize] {
+                match st.local.at[id as usize] {
                     NOWHERE => From::Frame(id, trust_local),
                     ZEROS if trust_local => From::Zeros,
                     at if trust_local && at != ZEROS && self.running.is_some() => From::Local(at),
@@ -872,7 +871,7 @@ impl<'a> Assembler<'a> {
             for pos in first..last {
                 let id = self.index.map[pos] as usize;
                 if st.written_at[id] == NOWHERE {
-                    local.at[id] = NOWHERE;
+                    st.local.at[id] = NOWHERE;
                 }
             }
         }

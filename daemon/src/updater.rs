@@ -108,7 +108,7 @@ struct KeptIndex {
 }
 
 /// What a delta install downloads and where the rest comes from.
-struct BlockPlan {
+struct BlockPlan<'a> {
     url: String,
     store_url: String,
     /// Bytes to download, the index included.
@@ -117,8 +117,8 @@ struct BlockPlan {
     index_bytes: Vec<u8>,
     local: LocalBlocks,
     running_dev: PathBuf,
-    /// `(offset, length)` of the frames to download, in store order.
-    wanted: Vec<(u64, u64)>,
+    /// The frames to download, coalesced into range requests.
+    source: HttpSource<'a>,
 }
 
 /// Out-of-plan fetches from the block store.
@@ -577,9 +577,9 @@ impl Updater {
     /// running slot already has are found through the kept index of its
     /// image, or by reading it.
     #[allow(clippy::too_many_arguments)]
-    fn plan_blocks(
+    fn plan_blocks<'f>(
         &self,
-        fetcher: &Fetcher,
+        fetcher: &'f Fetcher,
         url: &str,
         store: &crate::manifest::BlockStore,
         target: Slot,
@@ -587,7 +587,7 @@ impl Updater {
         resume: &[bool],
         opts: &InstallOptions,
         cancel: &AtomicBool,
-    ) -> Result<BlockPlan, UpdateError> {
+    ) -> Result<BlockPlan<'f>, UpdateError> {
         let index_url = crate::transport::sibling_url(url, &store.index_file)?;
         let index_bytes = fetcher.get_small(&index_url, store.index_size)?;
         let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&index_bytes));
@@ -629,8 +629,9 @@ impl Updater {
             })
             .collect();
         let store_url = crate::transport::sibling_url(url, &store.store_file)?;
+        let source = HttpSource::new(fetcher, &store_url, &wanted);
         // What the requests will carry, the gaps they bridge included.
-        let fetch = HttpSource::new(fetcher, &store_url, &wanted).planned_bytes();
+        let fetch = source.planned_bytes();
         log::info!(
             "delta: {} of {} distinct blocks found in slot {running} by {how} in {:.2} s; \
              {} of {} frames to download, {fetch} bytes + {} bytes of index",
@@ -649,7 +650,7 @@ impl Updater {
             index_bytes,
             local,
             running_dev,
-            wanted,
+            source,
         })
     }
 
@@ -660,7 +661,7 @@ impl Updater {
     fn install_blocks(
         &mut self,
         fetcher: &Fetcher,
-        plan: BlockPlan,
+        plan: BlockPlan<'_>,
         target: Slot,
         manifest: &Manifest,
         resume: Vec<bool>,
@@ -670,7 +671,6 @@ impl Updater {
         now: OffsetDateTime,
     ) -> Result<InstallReport, UpdateError> {
         let img = manifest.rootfs();
-        let source = HttpSource::new(fetcher, &plan.store_url, &plan.wanted);
         let refetch = StoreRefetch {
             fetcher,
             url: &plan.store_url,
@@ -681,7 +681,7 @@ impl Updater {
             plan.local,
             Some(&plan.running_dev),
             self.config.slot_device(target),
-            &source,
+            &plan.source,
             0,
             &refetch,
             &resume,
