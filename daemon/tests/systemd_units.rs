@@ -10,6 +10,8 @@
 //! What is not here: the method-call policy against a running daemon (who
 //! may call what) belongs to the D-Bus API tests.
 
+mod support;
+
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -269,39 +271,6 @@ fn watchdog_dropin_has_only_manager_timespans() {
 
 // ---------------------------------------------------------- the bus policy
 
-/// A private bus shaped like Debian's system bus (same default policy as
-/// /usr/share/dbus-1/system.conf) that includes `policy`. Runs as whoever
-/// runs the test: no <user>, no activation, no syslog.
-fn bus_config(socket: &Path, policy: &Path) -> String {
-    format!(
-        r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <listen>unix:path={socket}</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/>
-    <deny own="*"/>
-    <deny send_type="method_call"/>
-    <allow send_type="signal"/>
-    <allow send_requested_reply="true" send_type="method_return"/>
-    <allow send_requested_reply="true" send_type="error"/>
-    <allow receive_type="method_call"/>
-    <allow receive_type="method_return"/>
-    <allow receive_type="error"/>
-    <allow receive_type="signal"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Properties"/>
-  </policy>
-  <include>{policy}</include>
-</busconfig>
-"#,
-        socket = socket.display(),
-        policy = policy.display(),
-    )
-}
-
 /// Starts dbus-daemon on a config including `policy` and reports whether it
 /// came up (printed its address) or exited, with its stderr.
 fn bus_starts_with(policy_text: &str) -> Result<(), String> {
@@ -309,8 +278,11 @@ fn bus_starts_with(policy_text: &str) -> Result<(), String> {
     let policy = dir.path().join("org.seesaw.Updater1.conf");
     std::fs::write(&policy, policy_text).expect("writing the policy");
     let config = dir.path().join("bus.conf");
-    std::fs::write(&config, bus_config(&dir.path().join("bus.sock"), &policy))
-        .expect("writing the bus config");
+    std::fs::write(
+        &config,
+        support::bus_config_including(&dir.path().join("bus.sock"), "", &policy),
+    )
+    .expect("writing the bus config");
 
     let mut child = spawn(
         Command::new("dbus-daemon")

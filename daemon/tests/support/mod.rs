@@ -204,6 +204,11 @@ pub fn bus_config(socket: &Path, extra_policy: &str) -> String {
         .join("../systemd/org.seesaw.Updater1.conf")
         .canonicalize()
         .expect("systemd/org.seesaw.Updater1.conf");
+    bus_config_including(socket, extra_policy, &policy)
+}
+
+/// [`bus_config`] with another policy file in place of ours.
+pub fn bus_config_including(socket: &Path, extra_policy: &str, policy: &Path) -> String {
     format!(
         r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
