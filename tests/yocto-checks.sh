@@ -9,8 +9,10 @@
 #   2. seesaw-crates.inc in sync with Cargo.lock: regenerated with
 #      yocto-layer/scripts/gen-crates-inc.py and compared;
 #   3. tests/yocto_consistency.py: kickstarts, fw_env.config, U-Boot
-#      fragments and boot scripts agree; and its --self-test, which feeds it
-#      mismatched copies and expects each to fail;
+#      fragments and boot scripts agree, with both copies of the redundant
+#      U-Boot environment (raw copies outside every partition, apart from
+#      each other and from the boot loader); and its --self-test, which
+#      feeds it mismatched copies and expects each to fail;
 #   4. if a seesaw binary is at hand (SEESAW_BIN, or target/release or
 #      target/debug), the bundle class's helper makes and signs a bundle of a
 #      small ext4 image with throw-away keys.

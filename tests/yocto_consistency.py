@@ -14,8 +14,15 @@ in classes/seesaw-common.bbclass -- it reads:
 and fails if the kickstart's partition order (boot 1, slot A 2, slot B 3,
 data 4) differs from what the boot script loads and passes as root=, if the
 fw_env.config differs from the environment location of the boot script
-variant and U-Boot's configuration, if a raw environment is not kept free
-by the kickstart, or if partitions overlap.
+variant and U-Boot's configuration, or if partitions overlap.
+
+The environment must be redundant on every board: two fw_env.config lines
+of equal size, matching U-Boot's CONFIG_SYS_REDUNDAND_ENVIRONMENT with
+CONFIG_ENV_OFFSET / CONFIG_ENV_OFFSET_REDUND (raw eMMC, and the layer's
+SEESAW_ENV_OFFSET / SEESAW_ENV_OFFSET_REDUND) or CONFIG_ENV_FAT_FILE /
+CONFIG_ENV_FAT_FILE_REDUND (files on the boot partition, which the image
+must ship). Raw copies must lie outside every partition, apart from each
+other and after the room the kickstart leaves the boot loader.
 
 usage: yocto_consistency.py [--root DIR]   check the tree (default: this repo)
        yocto_consistency.py --self-test    feed mismatched copies, expect failures
@@ -189,7 +196,8 @@ def parse_boot_script(path):
     with open(path) as f:
         text = f.read()
     s = {"text": text}
-    for var in ("seesaw_part_A", "seesaw_part_B", "devnum", "distro_bootpart", "seesaw_env_file"):
+    for var in ("seesaw_part_A", "seesaw_part_B", "devnum", "distro_bootpart", "seesaw_env_file",
+                "seesaw_env_file_redund"):
         v = script_default(text, var)
         s[var] = v[0] if v else None
     for slot in "AB":
@@ -202,9 +210,32 @@ def parse_boot_script(path):
     s["loads_from_slot"] = "load ${devtype} ${devnum}:${seesaw_part}" in text
     m = re.search(r'fw_env\.config:\s*(?:\n#\s*)?"([^"]+)"', text)
     s["fw_env_comment"] = m.group(1).split() if m else None
-    m = re.search(r"env import -c \S+ (0x[0-9a-fA-F]+)", text)
-    s["import_size"] = int(m.group(1), 0) if m else None
+    m = re.search(r"fatwrite \S+ \S+ \S+ \S+ (0x[0-9a-fA-F]+)", text)
+    s["write_size"] = int(m.group(1), 0) if m else None
     return s
+
+
+def check_rpi_env_files(errs, layer, names, env_size):
+    """The zero-filled environment files the image ships on the Raspberry
+    Pi boot partition: deployed by the rpi-u-boot-scr bbappend at
+    CONFIG_ENV_SIZE, added to IMAGE_BOOT_FILES by the example image."""
+    bbappend = os.path.join(layer, "dynamic-layers", "raspberrypi", "recipes-bsp", "rpi-u-boot-scr",
+                            "rpi-u-boot-scr.bbappend")
+    text = open(bbappend).read() if os.path.exists(bbappend) else ""
+    m = re.search(r"for f in ([^;]+); do\s*\n\s*dd if=/dev/zero of=\$\{DEPLOYDIR\}/\$f bs=(\d+) count=1", text)
+    if not m:
+        errs.add(bbappend, "does not deploy the zero-filled environment files for the boot partition")
+    else:
+        if m.group(1).split() != names:
+            errs.add(bbappend, "deploys %s, fw_env.config names %s" % (m.group(1).split(), names))
+        if int(m.group(2)) != env_size:
+            errs.add(bbappend, "deploys placeholder environment files of %s bytes, CONFIG_ENV_SIZE is 0x%x"
+                     % (m.group(2), env_size))
+    image = os.path.join(layer, "recipes-core", "images", "seesaw-image-example.bb")
+    m = re.search(r"d\.appendVar\('IMAGE_BOOT_FILES', '([^']*)'\)", open(image).read())
+    if not m or m.group(1).split() != names:
+        errs.add(image, "IMAGE_BOOT_FILES on the Raspberry Pi must carry %s (found %s)"
+                 % (names, m.group(1).split() if m else None))
 
 
 # ------------------------------------------------------------------ check ---
@@ -322,7 +353,9 @@ def check(root):
             errs.add(script_path, "boot partition %s but the kickstart's boot partition is %s"
                      % (script["distro_bootpart"], num["boot"]))
 
-        # ---- environment location
+        # ---- environment location: two copies on every board, so a power
+        # cut during U-Boot's saveenv (every boot) or the daemon's write
+        # leaves the other copy in force.
         fw_path = os.path.join(layer, "recipes-seesaw", "seesaw", "files", ovr, "fw_env.config")
         ref_path = os.path.join(root, "bootloader-scripts", variant, "fw_env.config")
         if not os.path.exists(fw_path):
@@ -333,6 +366,13 @@ def check(root):
         if not fw or len(fw) > 2:
             errs.add(fw_path, "needs one line, or two for a redundant environment")
             continue
+        if len(fw) != 2:
+            errs.add(fw_path, "one environment copy: a power cut while U-Boot or Linux rewrites it loses "
+                     "BOOT_ORDER; the shipped boards keep two (a redundant environment)")
+        if len(fw) == 2 and fw[0][2] != fw[1][2]:
+            errs.add(fw_path, "the two copies differ in size (0x%x, 0x%x)" % (fw[0][2], fw[1][2]))
+        if len(fw) == 2 and fw[0][0] == fw[1][0] and fw[0][1] == fw[1][1]:
+            errs.add(fw_path, "both lines name the same copy (%s 0x%x)" % (fw[0][0], fw[0][1]))
         if len(fw) != len(ref):
             errs.add(fw_path, "%d environment copies, %s has %d" % (len(fw), ref_path, len(ref)))
         for (dev, off, size), (rdev, roff, rsize) in zip(fw, ref):
@@ -359,11 +399,16 @@ def check(root):
         if not any(pat.search(open(a).read()) for a in appends):
             errs.add(where, "no U-Boot bbappend adds seesaw-env-%s.cfg for %s" % (variant, ovr))
         env_size = int(cfg.get("CONFIG_ENV_SIZE") or "0", 0)
-        if cfg.get("CONFIG_SYS_REDUNDAND_ENVIRONMENT") == "y" or cfg.get("CONFIG_ENV_OFFSET_REDUND"):
+        redundant = cfg.get("CONFIG_SYS_REDUNDAND_ENVIRONMENT") == "y"
+        if redundant:
             if len(fw) != 2:
                 errs.add(fw_path, "U-Boot keeps a redundant environment (%s) but fw_env.config has one line" % frags[0])
-        elif len(fw) != 1:
-            errs.add(fw_path, "two copies but U-Boot (%s) keeps one" % frags[0])
+        else:
+            if cfg.get("CONFIG_ENV_OFFSET_REDUND") or cfg.get("CONFIG_ENV_FAT_FILE_REDUND"):
+                errs.add(frags[0], "a second copy is configured but CONFIG_SYS_REDUNDAND_ENVIRONMENT is not set")
+            if len(fw) == 2:
+                errs.add(fw_path, "two copies but U-Boot (%s) keeps one: CONFIG_SYS_REDUNDAND_ENVIRONMENT "
+                         "is not set" % frags[0])
         for dev, off, size in fw:
             if size != env_size:
                 errs.add(fw_path, "size 0x%x but CONFIG_ENV_SIZE is 0x%x (%s)" % (size, env_size, frags[0]))
@@ -373,54 +418,61 @@ def check(root):
             # raw environment on the disk (i.MX)
             if cfg.get("CONFIG_ENV_IS_IN_MMC") != "y":
                 errs.add(frags[0], "fw_env.config names a raw device but CONFIG_ENV_IS_IN_MMC is not set")
-            offsets = [int(cfg.get("CONFIG_ENV_OFFSET") or "-1", 0)]
-            if cfg.get("CONFIG_ENV_OFFSET_REDUND"):
-                offsets.append(int(cfg["CONFIG_ENV_OFFSET_REDUND"], 0))
-            for (dev, off, size), coff in zip(fw, offsets):
+            names = ["CONFIG_ENV_OFFSET", "CONFIG_ENV_OFFSET_REDUND"]
+            layer_vars = ["SEESAW_ENV_OFFSET", "SEESAW_ENV_OFFSET_REDUND"]
+            for i, (dev, off, size) in enumerate(fw):
                 if dev != disk:
                     errs.add(fw_path, "device %s but the slots are on %s (user area of the boot disk)" % (dev, disk))
-                if off != coff:
-                    errs.add(fw_path, "offset 0x%x but U-Boot's CONFIG_ENV_OFFSET%s is 0x%x (%s)"
-                             % (off, "" if coff == offsets[0] else "_REDUND", coff, frags[0]))
+                coff = cfg.get(names[i])
+                if coff is None or int(coff, 0) != off:
+                    errs.add(fw_path, "line %d: offset 0x%x but U-Boot's %s is %s (%s)"
+                             % (i + 1, off, names[i], coff, frags[0]))
+                envoff = get(layer_vars[i])
+                if envoff is None or int(envoff, 0) != off:
+                    errs.add(common, "%s for %s is %s, fw_env.config says 0x%x" % (layer_vars[i], ovr, envoff, off))
                 raw_env.append((off, size))
             if (cfg.get("CONFIG_SYS_MMC_ENV_PART") or "0") != "0":
                 errs.add(frags[0], "CONFIG_SYS_MMC_ENV_PART is not 0 (user area) but fw_env.config names %s" % disk)
-            envoff = get("SEESAW_ENV_OFFSET")
-            if envoff is None or int(envoff, 0) != fw[0][1]:
-                errs.add(common, "SEESAW_ENV_OFFSET for %s is %s, fw_env.config says 0x%x" % (ovr, envoff, fw[0][1]))
         else:
-            # environment file on the boot partition (Raspberry Pi, env-file)
-            path = fw[0][0]
+            # environment files on the boot partition (Raspberry Pi, env-file)
             mnt = get("SEESAW_BOOT_MOUNTPOINT")
-            if os.path.dirname(path) != mnt:
-                errs.add(fw_path, "%s is not on the boot partition as mounted by the seesaw recipe (%s)" % (path, mnt))
-            if fw[0][1] != 0:
-                errs.add(fw_path, "an environment file starts at offset 0")
+            for path, off, size in fw:
+                if os.path.dirname(path) != mnt:
+                    errs.add(fw_path, "%s is not on the boot partition as mounted by the seesaw recipe (%s)" % (path, mnt))
+                if off != 0:
+                    errs.add(fw_path, "an environment file starts at offset 0")
+            names = [os.path.basename(p) for p, _, _ in fw]
             if variant == "rpi":
                 if cfg.get("CONFIG_ENV_IS_IN_FAT") != "y":
                     errs.add(frags[0], "fw_env.config names a file but CONFIG_ENV_IS_IN_FAT is not set")
-                if os.path.basename(path) != cfg.get("CONFIG_ENV_FAT_FILE"):
-                    errs.add(fw_path, "%s but U-Boot writes %s" % (path, cfg.get("CONFIG_ENV_FAT_FILE")))
+                # U-Boot's env_fat_load() reads ENV_FAT_FILE as its first
+                # copy (ENV_VALID on equal flags), as libubootenv does line 1.
+                for i, key in enumerate(["CONFIG_ENV_FAT_FILE", "CONFIG_ENV_FAT_FILE_REDUND"][:len(fw)]):
+                    if names[i] != cfg.get(key):
+                        errs.add(fw_path, "line %d: %s but U-Boot writes %s (%s)" % (i + 1, fw[i][0], cfg.get(key), key))
                 devpart = (cfg.get("CONFIG_ENV_FAT_DEVICE_AND_PART") or ":").split(":")
                 if "/dev/mmcblk%s" % devpart[0] != disk or devpart[1] != str(num.get("boot")):
                     errs.add(frags[0], "CONFIG_ENV_FAT_DEVICE_AND_PART %s is not the kickstart's boot partition "
                              "(%sp%s)" % (":".join(devpart), disk, num.get("boot")))
+                check_rpi_env_files(errs, layer, names, env_size)
             else:
-                if os.path.basename(path) != script["seesaw_env_file"]:
-                    errs.add(fw_path, "%s but the boot script uses %s" % (path, script["seesaw_env_file"]))
-                if script["import_size"] and fw[0][2] != script["import_size"]:
-                    errs.add(fw_path, "size 0x%x but the boot script imports 0x%x" % (fw[0][2], script["import_size"]))
+                expect = [script["seesaw_env_file"], script["seesaw_env_file_redund"]]
+                if names != expect[:len(names)]:
+                    errs.add(fw_path, "files %s but the boot script uses %s" % (names, expect))
+                if script["write_size"] and fw[0][2] != script["write_size"]:
+                    errs.add(fw_path, "size 0x%x but the boot script writes 0x%x" % (fw[0][2], script["write_size"]))
 
         # ---- overlaps, and the raw environment kept free
         limit = min(o for o, _ in raw_env) // 1024 if raw_env else 0
         placed = layout(parts, limit)
         areas = [(s * 1024, e * 1024, "partition %s (line %d)" % (p["label"] or p["mountpoint"], p["line"]))
                  for s, e, p in placed]
-        areas += [(o, o + s, "U-Boot environment at 0x%x" % o) for o, s in raw_env]
+        areas += [(o, o + s, "U-Boot environment copy at 0x%x" % o) for o, s in raw_env]
         areas.sort()
-        for (s1, e1, n1), (s2, e2, n2) in zip(areas, areas[1:]):
-            if s2 < e1:
-                errs.add(wks_path, "%s [0x%x, 0x%x) overlaps %s [0x%x, 0x%x)" % (n1, s1, e1, n2, s2, e2))
+        for i, (s1, e1, n1) in enumerate(areas):
+            for s2, e2, n2 in areas[i + 1:]:
+                if s2 < e1:
+                    errs.add(wks_path, "%s [0x%x, 0x%x) overlaps %s [0x%x, 0x%x)" % (n1, s1, e1, n2, s2, e2))
         first = min((s for s, e, p in placed if p["table"]), default=None)
         for o, s in raw_env:
             if first is not None and first * 1024 < o + s:
@@ -456,6 +508,9 @@ RPI_FW = os.path.join(LAYER, "recipes-seesaw", "seesaw", "files", "rpi", "fw_env
 IMX_CFG = os.path.join(LAYER, "dynamic-layers", "freescale-layer", "recipes-bsp", "u-boot", "files", "seesaw-env-imx.cfg")
 RPI_CFG = os.path.join(LAYER, "dynamic-layers", "raspberrypi", "recipes-bsp", "u-boot", "files", "seesaw-env-rpi.cfg")
 COMMON = os.path.join(LAYER, "classes", "seesaw-common.bbclass")
+IMAGE = os.path.join(LAYER, "recipes-core", "images", "seesaw-image-example.bb")
+RPI_SCR = os.path.join(LAYER, "dynamic-layers", "raspberrypi", "recipes-bsp", "rpi-u-boot-scr",
+                       "rpi-u-boot-scr.bbappend")
 
 MUTATIONS = [
     ("rpi kickstart with slots A and B swapped",
@@ -469,9 +524,63 @@ MUTATIONS = [
      [(IMX_FW, "/dev/mmcblk2      0x400000", "/dev/mmcblk2      0x300000")], "differ from"),
     ("imx U-Boot fragment with another environment size",
      [(IMX_CFG, "CONFIG_ENV_SIZE=0x1000", "CONFIG_ENV_SIZE=0x2000")], "CONFIG_ENV_SIZE is 0x2000"),
-    ("imx U-Boot fragment with a redundant copy fw_env.config lacks",
-     [(IMX_CFG, "# CONFIG_SYS_REDUNDAND_ENVIRONMENT is not set",
-       "CONFIG_SYS_REDUNDAND_ENVIRONMENT=y\nCONFIG_ENV_OFFSET_REDUND=0x402000")], "redundant environment"),
+    ("imx fw_env.config without the second copy U-Boot keeps",
+     [(IMX_FW, "/dev/mmcblk2      0x500000   0x1000\n", "")], "redundant environment"),
+    ("imx U-Boot fragment keeping one copy",
+     [(IMX_CFG, "CONFIG_SYS_REDUNDAND_ENVIRONMENT=y\nCONFIG_ENV_OFFSET_REDUND=0x500000\n",
+       "# CONFIG_SYS_REDUNDAND_ENVIRONMENT is not set\n")], "keeps one"),
+    ("imx U-Boot fragment with a second offset but no redundant environment",
+     [(IMX_CFG, "CONFIG_SYS_REDUNDAND_ENVIRONMENT=y", "# CONFIG_SYS_REDUNDAND_ENVIRONMENT is not set")],
+     "CONFIG_SYS_REDUNDAND_ENVIRONMENT is not set"),
+    ("imx with one copy everywhere",
+     [(IMX_FW, "/dev/mmcblk2      0x500000   0x1000\n", ""),
+      ("bootloader-scripts/imx/fw_env.config", "/dev/mmcblk2      0x500000   0x1000\n", ""),
+      (IMX_CFG, "CONFIG_SYS_REDUNDAND_ENVIRONMENT=y\nCONFIG_ENV_OFFSET_REDUND=0x500000\n", "")],
+     "one environment copy"),
+    ("imx second copy at another offset in U-Boot",
+     [(IMX_CFG, "CONFIG_ENV_OFFSET_REDUND=0x500000", "CONFIG_ENV_OFFSET_REDUND=0x480000")],
+     "CONFIG_ENV_OFFSET_REDUND is 0x480000"),
+    ("imx second copy overlapping the first",
+     [(IMX_FW, "mmcblk2      0x500000", "mmcblk2      0x400800"),
+      ("bootloader-scripts/imx/fw_env.config", "mmcblk2      0x500000", "mmcblk2      0x400800"),
+      (IMX_CFG, "CONFIG_ENV_OFFSET_REDUND=0x500000", "CONFIG_ENV_OFFSET_REDUND=0x400800"),
+      (COMMON, 'SEESAW_ENV_OFFSET_REDUND:imx8mm-lpddr4-evk ??= "0x500000"',
+       'SEESAW_ENV_OFFSET_REDUND:imx8mm-lpddr4-evk ??= "0x400800"')],
+     "U-Boot environment copy at 0x400000 [0x400000, 0x401000) overlaps U-Boot environment copy at 0x400800"),
+    ("imx second copy inside the boot partition",
+     [(IMX_FW, "mmcblk2      0x500000", "mmcblk2      0x800000"),
+      ("bootloader-scripts/imx/fw_env.config", "mmcblk2      0x500000", "mmcblk2      0x800000"),
+      (IMX_CFG, "CONFIG_ENV_OFFSET_REDUND=0x500000", "CONFIG_ENV_OFFSET_REDUND=0x800000"),
+      (COMMON, 'SEESAW_ENV_OFFSET_REDUND:imx8mm-lpddr4-evk ??= "0x500000"',
+       'SEESAW_ENV_OFFSET_REDUND:imx8mm-lpddr4-evk ??= "0x800000"')],
+     "before the end of the U-Boot environment at 0x800000"),
+    ("imx second copy in front of the boot loader",
+     [(IMX_FW, "mmcblk2      0x500000", "mmcblk2      0x4000"),
+      ("bootloader-scripts/imx/fw_env.config", "mmcblk2      0x500000", "mmcblk2      0x4000"),
+      (IMX_CFG, "CONFIG_ENV_OFFSET_REDUND=0x500000", "CONFIG_ENV_OFFSET_REDUND=0x4000"),
+      (COMMON, 'SEESAW_ENV_OFFSET_REDUND:imx8mm-lpddr4-evk ??= "0x500000"',
+       'SEESAW_ENV_OFFSET_REDUND:imx8mm-lpddr4-evk ??= "0x4000"')],
+     "at or after the environment 0x4000"),
+    ("imx layer offset of the second copy that is not U-Boot's",
+     [(COMMON, 'SEESAW_ENV_OFFSET_REDUND:imx8mm-lpddr4-evk ??= "0x500000"',
+       'SEESAW_ENV_OFFSET_REDUND:imx8mm-lpddr4-evk ??= "0x600000"')], "SEESAW_ENV_OFFSET_REDUND"),
+    ("imx copies of different sizes",
+     [(IMX_FW, "0x500000   0x1000", "0x500000   0x2000")], "differ in size"),
+    ("rpi second file not the one U-Boot writes",
+     [(RPI_CFG, 'CONFIG_ENV_FAT_FILE_REDUND="uboot-redund.env"', 'CONFIG_ENV_FAT_FILE_REDUND="uboot.env.1"')],
+     "line 2: /boot/firmware/uboot-redund.env but U-Boot writes uboot.env.1"),
+    ("rpi files in the other order",
+     [(RPI_FW, "/boot/firmware/uboot.env ", "/boot/firmware/uboot-x.env "),
+      (RPI_FW, "/boot/firmware/uboot-redund.env", "/boot/firmware/uboot.env"),
+      (RPI_FW, "/boot/firmware/uboot-x.env ", "/boot/firmware/uboot-redund.env ")],
+     "line 1: /boot/firmware/uboot-redund.env but U-Boot writes uboot.env"),
+    ("rpi U-Boot fragment keeping one copy",
+     [(RPI_CFG, 'CONFIG_SYS_REDUNDAND_ENVIRONMENT=y\nCONFIG_ENV_FAT_FILE_REDUND="uboot-redund.env"\n', "")],
+     "keeps one"),
+    ("rpi second environment file not shipped in the image",
+     [(IMAGE, "' uboot.env uboot-redund.env'", "' uboot.env'")], "IMAGE_BOOT_FILES on the Raspberry Pi"),
+    ("rpi placeholder environment files of the wrong size",
+     [(RPI_SCR, "bs=16384", "bs=8192")], "placeholder environment files of 8192 bytes"),
     ("imx first partition over the raw environment",
      [(IMX_WKS, "--label boot --active --align 8192", "--label boot --active --align 2048")],
      "before the end of the U-Boot environment"),

@@ -7,17 +7,22 @@
 #   3  root filesystem of slot B (ext4, read-only)
 #   4  data partition shared by both slots
 # The boot loader itself (SPL + U-Boot) sits in front of the first partition,
-# and U-Boot's environment at 4 MiB into the boot device (CONFIG_ENV_OFFSET
-# 0x400000, CONFIG_ENV_SIZE 0x1000, CONFIG_ENV_IS_IN_MMC, no redundant copy),
-# so partition 1 must start above 0x401000 (8 MiB is usual).
+# and U-Boot's environment, in two copies, at 4 MiB and 5 MiB into the boot
+# device (CONFIG_ENV_IS_IN_MMC, CONFIG_ENV_SIZE 0x1000, CONFIG_ENV_OFFSET
+# 0x400000, CONFIG_SYS_REDUNDAND_ENVIRONMENT, CONFIG_ENV_OFFSET_REDUND
+# 0x500000), so partition 1 must start above 0x501000 (8 MiB is usual).
 # The kernel (/boot/Image), the device tree (/boot/${fdtfile}) and an
 # optional initramfs (/boot/initrd.img) are loaded from the chosen slot's
 # root filesystem, so kernel, device tree and root filesystem are always
 # updated together.
 #
-# The A/B state is kept in U-Boot's own environment and saved with saveenv;
-# Linux reads and writes it on the raw eMMC (fw_env.config:
-# "/dev/mmcblk2 0x400000 0x1000").
+# The A/B state is kept in U-Boot's own environment and saved with saveenv,
+# which writes the copy not in force (flag byte one up), so a power cut
+# during it leaves the other copy in force. Linux reads and writes the same
+# pair on the raw eMMC (fw_env.config:
+# "/dev/mmcblk2 0x400000 0x1000" and "/dev/mmcblk2 0x500000 0x1000").
+# saveenv stores the whole environment, so variables Linux keeps there
+# (SEESAW_FLOOR, the daemon's anti-rollback floor) survive every boot.
 #
 # Compile: mkimage -A arm64 -T script -C none -d boot.cmd boot.scr
 # Console markers (one line each):
@@ -61,7 +66,7 @@ fi
 
 # ---------------------------------------------------------------------------
 # Defaults for the A/B state (first boot, or U-Boot fell back to its
-# built-in environment because uboot.env was missing or corrupt).
+# built-in environment because neither copy on the eMMC was valid).
 # ---------------------------------------------------------------------------
 if test -z "${BOOT_ORDER}"; then setenv BOOT_ORDER "A B"; fi
 if test -z "${BOOT_A_LEFT}"; then setenv BOOT_A_LEFT 3; fi

@@ -2,7 +2,9 @@
 #
 # Partitions on the SD card or USB disk U-Boot found this script on:
 #   1  FAT boot partition: firmware, config.txt, u-boot.bin, boot.scr,
-#      uboot.env (U-Boot's own environment, CONFIG_ENV_IS_IN_FAT)
+#      uboot.env and uboot-redund.env (U-Boot's own environment, in two
+#      copies: CONFIG_ENV_IS_IN_FAT, CONFIG_SYS_REDUNDAND_ENVIRONMENT,
+#      CONFIG_ENV_FAT_FILE_REDUND="uboot-redund.env")
 #   2  root filesystem of slot A (ext4, read-only)
 #   3  root filesystem of slot B (ext4, read-only)
 #   4  data partition shared by both slots
@@ -11,8 +13,13 @@
 # filesystem are always updated together. The device tree is the one the
 # Raspberry Pi firmware prepared (config.txt, overlays) and handed to U-Boot.
 #
-# The A/B state is kept in U-Boot's own environment and saved with saveenv;
-# Linux reads and writes it through /boot/firmware/uboot.env (fw_env.config).
+# The A/B state is kept in U-Boot's own environment and saved with saveenv,
+# which writes the copy not in force (flag byte one up), so a power cut
+# during it leaves the other copy in force. Linux reads and writes the same
+# pair through fw_env.config: "/boot/firmware/uboot.env 0x0000 0x4000" and
+# "/boot/firmware/uboot-redund.env 0x0000 0x4000". saveenv stores the whole
+# environment, so variables Linux keeps there (SEESAW_FLOOR, the daemon's
+# anti-rollback floor) survive every boot.
 #
 # Compile: mkimage -A arm64 -T script -C none -d boot.cmd boot.scr
 # Console markers (one line each):
@@ -42,7 +49,8 @@ fi
 
 # ---------------------------------------------------------------------------
 # Defaults for the A/B state (first boot, or U-Boot fell back to its
-# built-in environment because uboot.env was missing or corrupt).
+# built-in environment because neither uboot.env nor uboot-redund.env held
+# a valid copy).
 # ---------------------------------------------------------------------------
 if test -z "${BOOT_ORDER}"; then setenv BOOT_ORDER "A B"; fi
 if test -z "${BOOT_A_LEFT}"; then setenv BOOT_A_LEFT 3; fi

@@ -2,7 +2,11 @@
 //! real `mkimage` into a script image (checked with `dumpimage -l`), reads and
 //! writes exactly the boot-contract variables, passes `seesaw.slot=` to the
 //! kernel, prints the documented console marker, and comes with a
-//! `fw_env.config` that parses.
+//! `fw_env.config` that parses. Every board keeps its environment in two
+//! copies (a redundant environment): every `fw_env.config`, in
+//! `bootloader-scripts/` and in the Yocto layer, names two of equal size, and
+//! the layer's U-Boot configuration fragments turn on the redundant
+//! environment at the same places.
 //!
 //! Needs `mkimage` and `dumpimage` (Debian `u-boot-tools`). A missing tool is a
 //! test failure, never a skip.
@@ -12,6 +16,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const CONTRACT_VARS: [&str; 3] = ["BOOT_ORDER", "BOOT_A_LEFT", "BOOT_B_LEFT"];
+/// What the env-file script imports and exports: the contract and the
+/// daemon's anti-rollback floor, which U-Boot only carries along.
+const ENV_FILE_WHITELIST: &str = "BOOT_ORDER BOOT_A_LEFT BOOT_B_LEFT SEESAW_FLOOR";
 const ENV_FILE_SIZE: u64 = 0x4000;
 
 struct Variant {
@@ -52,6 +59,13 @@ fn scripts_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("..")
         .join("bootloader-scripts")
+}
+
+fn layer_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("yocto-layer")
+        .join("meta-seesaw")
 }
 
 fn read(path: &Path) -> String {
@@ -208,7 +222,8 @@ fn each_script_uses_exactly_the_contract_variables() {
                     || name == "bootargs"
                     || name.starts_with("seesaw_")
                     || (v.storage == Storage::EnvFile
-                        && ["devtype", "devnum", "distro_bootpart"].contains(&name.as_str())),
+                        && ["devtype", "devnum", "distro_bootpart", "SEESAW_FLOOR"]
+                            .contains(&name.as_str())),
                 "{}/boot.cmd writes an unexpected environment variable `{name}`",
                 v.dir
             );
@@ -285,6 +300,13 @@ fn each_script_uses_exactly_the_contract_variables() {
                     "{}: uses U-Boot's own environment",
                     v.dir
                 );
+                // saveenv stores the whole environment: the daemon's
+                // SEESAW_FLOOR survives as long as the script leaves it be.
+                assert!(
+                    !code.contains("SEESAW_FLOOR") && !code.contains("env default"),
+                    "{}: must not touch SEESAW_FLOOR or reset the environment",
+                    v.dir
+                );
                 // State saved before the marker is printed and the kernel
                 // is loaded.
                 let save = code.rfind("saveenv").unwrap();
@@ -292,41 +314,113 @@ fn each_script_uses_exactly_the_contract_variables() {
                 assert!(save < boot, "{}: saveenv must come before booting", v.dir);
                 assert!(code.contains("booti "), "{}: arm64 boots with booti", v.dir);
             }
-            Storage::EnvFile => {
-                assert!(!code.contains("setexpr"), "env-file must not need setexpr");
-                assert!(!code.contains("saveenv"), "env-file must not need saveenv");
-                let import =
-                    "env import -c ${seesaw_env_addr} 0x4000 BOOT_ORDER BOOT_A_LEFT BOOT_B_LEFT;";
-                assert!(
-                    code.contains(import),
-                    "env-file: whitelisted import `{import}`"
-                );
-                let export =
-                    "env export -c -s 0x4000 ${seesaw_env_addr} BOOT_ORDER BOOT_A_LEFT BOOT_B_LEFT;";
-                assert!(
-                    code.contains(export),
-                    "env-file: whitelisted export `{export}`"
-                );
-                // Every import/export names exactly the whitelist.
-                for line in code.lines() {
-                    if line.contains("env import") || line.contains("env export") {
-                        assert!(
-                            line.trim_end_matches("; then")
-                                .ends_with("BOOT_ORDER BOOT_A_LEFT BOOT_B_LEFT"),
-                            "env-file: import/export without the whitelist: {line}"
-                        );
-                    }
-                }
-                let write = "fatwrite ${devtype} ${devnum}:${distro_bootpart} ${seesaw_env_addr} ${seesaw_env_file} 0x4000";
-                assert!(code.contains(write), "env-file: `{write}`");
-                let fatwrite = code.find("fatwrite").unwrap();
-                let boot = code.find("seesaw: booting slot").unwrap();
-                assert!(fatwrite < boot, "env-file: state written before booting");
-                assert!(code.contains("zboot "), "env-file: x86 boots with zboot");
-                assert!(code.contains("booti "), "env-file: arm64 boots with booti");
-            }
+            Storage::EnvFile => check_env_file_script(&code),
         }
     }
+}
+
+/// The env-file script's redundant pair: both files read, the layout moved
+/// with base-relative cp.b/mw.b (no setexpr, no saveenv), exactly the
+/// whitelist imported and exported, the older copy written before booting.
+fn check_env_file_script(code: &str) {
+    assert!(!code.contains("setexpr"), "env-file must not need setexpr");
+    assert!(!code.contains("saveenv"), "env-file must not need saveenv");
+    for default in [
+        "if test -z \"${seesaw_env_file}\"; then setenv seesaw_env_file seesaw.env; fi",
+        "if test -z \"${seesaw_env_file_redund}\"; then setenv seesaw_env_file_redund seesaw-redund.env; fi",
+    ] {
+        assert!(code.contains(default), "env-file: `{default}`");
+    }
+    // Both copies loaded (at most one byte over the size, to see a longer
+    // file), each kept only at the exact size.
+    let load =
+        "load ${devtype} ${devnum}:${distro_bootpart} ${seesaw_env_addr} ${seesaw_f} 0x4001; then";
+    assert!(code.contains(load), "env-file: `{load}`");
+    for set in [
+        "setenv seesaw_f ${seesaw_env_file}",
+        "setenv seesaw_f ${seesaw_env_file_redund}",
+        "if test \"${filesize}\" = \"4000\"; then",
+    ] {
+        assert!(code.contains(set), "env-file: `{set}`");
+    }
+    // Import from the plain layout (CRC + data at 4, 0x3fff bytes) the
+    // script builds out of each file's redundant one (CRC, flag, data at 5).
+    let import = format!("env import -c ${{seesaw_env_addr}} 0x3fff {ENV_FILE_WHITELIST}; then");
+    assert!(
+        code.contains(&import),
+        "env-file: whitelisted import `{import}`"
+    );
+    let export = format!("env export -c -s 0x3fff ${{seesaw_env_addr}} {ENV_FILE_WHITELIST}; then");
+    assert!(
+        code.contains(&export),
+        "env-file: whitelisted export `{export}`"
+    );
+    // Every import/export names exactly the whitelist.
+    for line in code.lines() {
+        if line.contains("env import") || line.contains("env export") {
+            assert!(
+                line.trim_end_matches("; then")
+                    .ends_with(ENV_FILE_WHITELIST),
+                "env-file: import/export without the whitelist: {line}"
+            );
+        }
+    }
+    for mv in [
+        // file -> import layout
+        "cp.b 0x${seesaw_c}0000 0x0 4",
+        "cp.b 0x${seesaw_c}0005 0x4 0x3ffb",
+        // export layout -> file
+        "cp.b 0x0 0x30000 4",
+        "mw.b 0x30004 ${seesaw_next}",
+        "cp.b 0x4 0x30005 0x3ffb",
+        "cp.b 0x30000 0x0 0x4000",
+    ] {
+        assert!(code.contains(mv), "env-file: layout move `{mv}`");
+    }
+    // The flag read with itest over all 256 values, newer-flag rule with
+    // the 255 -> 0 wrap.
+    assert!(code.contains("itest.b *${seesaw_env_addr} == 0x${seesaw_h}${seesaw_l}"));
+    assert!(code.contains(
+        "if itest 0x${seesaw_flag2} > 0x${seesaw_flag1}; then setenv seesaw_newer 2; fi"
+    ));
+    // Every base set is undone before anything else runs.
+    let bases: Vec<&str> = code.lines().filter(|l| l.starts_with("base ")).collect();
+    assert_eq!(
+        bases,
+        [
+            "base ${seesaw_env_addr}",
+            "base 0",
+            "base ${seesaw_env_addr}",
+            "base 0"
+        ],
+        "env-file: base set and reset around the reads and around the write"
+    );
+    // Only the copy not in force is written (both when neither is valid).
+    for target in [
+        "setenv seesaw_targets ${seesaw_env_file_redund}",
+        "setenv seesaw_targets ${seesaw_env_file}",
+        "setenv seesaw_targets \"${seesaw_env_file} ${seesaw_env_file_redund}\"",
+    ] {
+        assert!(code.contains(target), "env-file: `{target}`");
+    }
+    let write =
+        "fatwrite ${devtype} ${devnum}:${distro_bootpart} ${seesaw_env_addr} ${seesaw_t} 0x4000";
+    assert!(code.contains(write), "env-file: `{write}`");
+    assert_eq!(
+        code.matches("fatwrite").count(),
+        1,
+        "env-file: one fatwrite"
+    );
+    let marker = code.find("echo \"seesaw: writing ${seesaw_t} (flag ${seesaw_next})\"");
+    let fatwrite = code.find("fatwrite").unwrap();
+    let boot = code.find("seesaw: booting slot").unwrap();
+    assert!(
+        marker.is_some_and(|m| m < fatwrite),
+        "env-file: marker before the write"
+    );
+    assert!(fatwrite < boot, "env-file: state written before booting");
+    assert!(code.contains("zboot "), "env-file: x86 boots with zboot");
+    assert!(code.contains("booti "), "env-file: arm64 boots with booti");
 }
 
 #[derive(Debug)]
@@ -391,28 +485,131 @@ fn parse_fw_env_config(text: &str) -> Result<Vec<FwEnvLine>, String> {
     Ok(out)
 }
 
-#[test]
-fn each_fw_env_config_parses_and_matches_its_board() {
-    let expect: [(&str, &str, u64, u64); 3] = [
-        // Raspberry Pi: uboot.env on the FAT boot partition, CONFIG_ENV_SIZE=0x4000.
-        ("rpi", "/boot/firmware/uboot.env", 0x0, 0x4000),
-        // imx8mm-evk: raw eMMC, CONFIG_ENV_OFFSET=0x400000, CONFIG_ENV_SIZE=0x1000.
-        ("imx", "/dev/mmcblk2", 0x400000, 0x1000),
-        // env-file: seesaw.env, the size the script imports and exports.
-        ("env-file", "/boot/seesaw.env", 0x0, ENV_FILE_SIZE),
-    ];
-    for (dir, device, offset, size) in expect {
-        let path = scripts_dir().join(dir).join("fw_env.config");
-        let lines =
-            parse_fw_env_config(&read(&path)).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        assert_eq!(lines.len(), 1, "{dir}: one environment copy");
-        let l = &lines[0];
-        assert_eq!(
-            (l.device.as_str(), l.offset, l.size),
-            (device, offset, size),
-            "{dir}/fw_env.config"
+/// The two copies every board keeps: (device or file, offset, size).
+type Copies = [(&'static str, u64, u64); 2];
+
+const BOARD_COPIES: [(&str, Copies); 3] = [
+    // Raspberry Pi: CONFIG_ENV_FAT_FILE and CONFIG_ENV_FAT_FILE_REDUND on the
+    // FAT boot partition, CONFIG_ENV_SIZE=0x4000.
+    (
+        "rpi",
+        [
+            ("/boot/firmware/uboot.env", 0x0, 0x4000),
+            ("/boot/firmware/uboot-redund.env", 0x0, 0x4000),
+        ],
+    ),
+    // imx8mm-evk: raw eMMC, CONFIG_ENV_OFFSET=0x400000,
+    // CONFIG_ENV_OFFSET_REDUND=0x500000, CONFIG_ENV_SIZE=0x1000.
+    (
+        "imx",
+        [
+            ("/dev/mmcblk2", 0x400000, 0x1000),
+            ("/dev/mmcblk2", 0x500000, 0x1000),
+        ],
+    ),
+    // env-file: the two files the script reads and writes, at the size it
+    // writes.
+    (
+        "env-file",
+        [
+            ("/boot/seesaw.env", 0x0, ENV_FILE_SIZE),
+            ("/boot/seesaw-redund.env", 0x0, ENV_FILE_SIZE),
+        ],
+    ),
+];
+
+fn expect_copies(path: &Path, expected: &Copies) {
+    let lines =
+        parse_fw_env_config(&read(path)).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let got: Vec<(&str, u64, u64)> = lines
+        .iter()
+        .map(|l| (l.device.as_str(), l.offset, l.size))
+        .collect();
+    assert_eq!(
+        got,
+        expected.to_vec(),
+        "{}: two environment copies",
+        path.display()
+    );
+    // Two copies on one device must not overlap.
+    let (a, b) = (&lines[0], &lines[1]);
+    if a.device == b.device {
+        assert!(
+            a.offset + a.size <= b.offset || b.offset + b.size <= a.offset,
+            "{}: the copies overlap",
+            path.display()
         );
     }
+}
+
+#[test]
+fn each_fw_env_config_names_two_copies_of_its_board() {
+    for (dir, copies) in &BOARD_COPIES {
+        expect_copies(&scripts_dir().join(dir).join("fw_env.config"), copies);
+    }
+    // The Yocto layer's copies, one per machine family, name the same.
+    let layer = layer_dir().join("recipes-seesaw/seesaw/files");
+    for (machine, board) in [("rpi", "rpi"), ("imx8mm-lpddr4-evk", "imx")] {
+        let copies = &BOARD_COPIES.iter().find(|(d, _)| *d == board).unwrap().1;
+        expect_copies(&layer.join(machine).join("fw_env.config"), copies);
+    }
+}
+
+/// `CONFIG_X=value` and `# CONFIG_X is not set` lines of a Kconfig
+/// fragment (None: not set).
+fn parse_kconfig(text: &str) -> std::collections::BTreeMap<String, Option<String>> {
+    let mut out = std::collections::BTreeMap::new();
+    for line in text.lines().map(str::trim) {
+        if let Some(rest) = line.strip_prefix("# ") {
+            if let Some(name) = rest.strip_suffix(" is not set") {
+                out.insert(name.to_owned(), None);
+            }
+        } else if let Some((name, value)) = line.split_once('=') {
+            if name.starts_with("CONFIG_") {
+                out.insert(name.to_owned(), Some(value.trim_matches('"').to_owned()));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn uboot_fragments_turn_on_the_redundant_environment_where_fw_env_config_says() {
+    let dynamic = layer_dir().join("dynamic-layers");
+    let get = |cfg: &std::collections::BTreeMap<String, Option<String>>, name: &str| {
+        cfg.get(name)
+            .cloned()
+            .flatten()
+            .unwrap_or_else(|| panic!("{name} not set"))
+    };
+    let number = |s: String| parse_number(&s).unwrap_or_else(|| panic!("bad number {s}"));
+
+    let rpi = parse_kconfig(&read(
+        &dynamic.join("raspberrypi/recipes-bsp/u-boot/files/seesaw-env-rpi.cfg"),
+    ));
+    let [(file1, _, size), (file2, _, _)] = BOARD_COPIES[0].1;
+    assert_eq!(get(&rpi, "CONFIG_ENV_IS_IN_FAT"), "y");
+    assert_eq!(get(&rpi, "CONFIG_SYS_REDUNDAND_ENVIRONMENT"), "y");
+    assert_eq!(
+        get(&rpi, "CONFIG_ENV_FAT_FILE"),
+        Path::new(file1).file_name().unwrap().to_str().unwrap()
+    );
+    assert_eq!(
+        get(&rpi, "CONFIG_ENV_FAT_FILE_REDUND"),
+        Path::new(file2).file_name().unwrap().to_str().unwrap()
+    );
+    assert_eq!(number(get(&rpi, "CONFIG_ENV_SIZE")), size);
+
+    let imx = parse_kconfig(&read(
+        &dynamic.join("freescale-layer/recipes-bsp/u-boot/files/seesaw-env-imx.cfg"),
+    ));
+    let [(_, offset1, size), (_, offset2, _)] = BOARD_COPIES[1].1;
+    assert_eq!(get(&imx, "CONFIG_ENV_IS_IN_MMC"), "y");
+    assert_eq!(get(&imx, "CONFIG_SYS_REDUNDAND_ENVIRONMENT"), "y");
+    assert_eq!(number(get(&imx, "CONFIG_ENV_OFFSET")), offset1);
+    assert_eq!(number(get(&imx, "CONFIG_ENV_OFFSET_REDUND")), offset2);
+    assert_eq!(number(get(&imx, "CONFIG_ENV_SIZE")), size);
+    assert_eq!(get(&imx, "CONFIG_SYS_MMC_ENV_PART"), "0");
 }
 
 #[test]
@@ -460,6 +657,13 @@ fn readme_documents_the_contract() {
         "seesaw: booting slot A (tries left 2)",
         "mkimage -A",
         "fw_env.config",
+        "seesaw-redund.env",
+        "uboot-redund.env",
+        "CONFIG_ENV_OFFSET_REDUND",
+        "0x500000",
+        "SEESAW_FLOOR",
+        "seesaw: no valid environment copy, using defaults",
+        "seesaw: writing",
     ] {
         assert!(
             readme.contains(needle),

@@ -43,11 +43,15 @@ SEESAW_WKS_FILE:imx8mm-lpddr4-evk ??= "seesaw-imx.wks.in"
 # i.MX: the boot loader image wic copies in front of the first partition
 # (meta-freescale's imx-boot; "imx-boot.tagged" in some releases).
 SEESAW_IMX_BOOT_FILE ?= "imx-boot"
-# i.MX: where U-Boot's environment sits on the raw eMMC (must match
-# fw_env.config and the U-Boot fragment seesaw-env-imx.cfg); the image
-# recipe checks that imx-boot ends before it.
+# i.MX: where the two copies of U-Boot's environment sit on the raw eMMC
+# (CONFIG_ENV_OFFSET and CONFIG_ENV_OFFSET_REDUND; must match fw_env.config
+# and the U-Boot fragment seesaw-env-imx.cfg). Both lie between imx-boot
+# and the first partition (8 MiB); the image recipe checks that imx-boot
+# ends before the lower one.
 SEESAW_ENV_OFFSET ??= ""
 SEESAW_ENV_OFFSET:imx8mm-lpddr4-evk ??= "0x400000"
+SEESAW_ENV_OFFSET_REDUND ??= ""
+SEESAW_ENV_OFFSET_REDUND:imx8mm-lpddr4-evk ??= "0x500000"
 
 # Where the boot partition is mounted in Linux (rpi and env-file variants,
 # whose U-Boot environment is a file on it; see fw_env.config). Not /boot:

@@ -38,6 +38,11 @@ python () {
         # replaced by seesaw's) on the boot partition only with RPI_USE_U_BOOT.
         if d.getVar('RPI_USE_U_BOOT') != '1':
             raise bb.parse.SkipRecipe('seesaw-image-example: set RPI_USE_U_BOOT = "1" in local.conf')
+        # Both files of U-Boot's redundant environment, zero-filled
+        # (rpi-u-boot-scr deploys them): libubootenv needs both to exist,
+        # and U-Boot fills them one saveenv at a time.
+        d.appendVar('IMAGE_BOOT_FILES', ' uboot.env uboot-redund.env')
+        d.appendVarFlag('do_image_wic', 'depends', ' rpi-u-boot-scr:do_deploy')
     else:
         # The boot partition holds only the boot script; kernel and device
         # tree are loaded from the slot.
@@ -46,18 +51,22 @@ python () {
 }
 
 # i.MX: imx-boot is copied raw in front of the first partition; it must end
-# before U-Boot's environment (SEESAW_ENV_OFFSET), or saveenv overwrites the
-# boot loader and the boot loader the environment.
+# before both copies of U-Boot's environment (SEESAW_ENV_OFFSET,
+# SEESAW_ENV_OFFSET_REDUND), or saveenv overwrites the boot loader and the
+# boot loader the environment.
 python seesaw_check_bootloader_fits () {
     import os
-    offset = d.getVar('SEESAW_ENV_OFFSET')
-    if d.getVar('SEESAW_BOOT_VARIANT') != 'imx' or not offset:
+    if d.getVar('SEESAW_BOOT_VARIANT') != 'imx':
         return
+    offsets = [v for v in (d.getVar('SEESAW_ENV_OFFSET'), d.getVar('SEESAW_ENV_OFFSET_REDUND')) if v]
+    if not offsets:
+        return
+    lowest = min(int(v, 0) for v in offsets)
     path = os.path.join(d.getVar('DEPLOY_DIR_IMAGE'), d.getVar('SEESAW_IMX_BOOT_FILE'))
     seek_kb = int(d.getVar('IMX_BOOT_SEEK') or '0')
     end = seek_kb * 1024 + os.path.getsize(path)
-    if end > int(offset, 0):
-        bb.fatal('seesaw: %s ends at 0x%x, past the U-Boot environment at %s' % (path, end, offset))
+    if end > lowest:
+        bb.fatal('seesaw: %s ends at 0x%x, past the U-Boot environment at 0x%x' % (path, end, lowest))
 }
-seesaw_check_bootloader_fits[doc] = "Fails when imx-boot would overlap U-Boot's environment"
+seesaw_check_bootloader_fits[doc] = "Fails when imx-boot would overlap U-Boot's environment copies"
 do_image_wic[prefuncs] += "seesaw_check_bootloader_fits"

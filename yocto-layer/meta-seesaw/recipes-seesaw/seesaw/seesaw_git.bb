@@ -61,8 +61,9 @@ def seesaw_unit_name(path, suffix):
     return ''.join(out) + suffix
 
 def seesaw_mount_boot(d):
-    # The boot partition is mounted where the U-Boot environment file is:
-    # rpi (uboot.env) and env-file (seesaw.env). i.MX keeps it on raw eMMC.
+    # The boot partition is mounted where the U-Boot environment files are:
+    # rpi (uboot.env, uboot-redund.env) and env-file (seesaw.env,
+    # seesaw-redund.env). i.MX keeps its two copies on raw eMMC.
     return d.getVar('SEESAW_BOOT_VARIANT') in ('rpi', 'env-file')
 
 def seesaw_mount_units(d):
