@@ -75,6 +75,18 @@ pub enum ConfigError {
         /// What is wrong.
         reason: String,
     },
+    /// A slot's device is in use by the running system (mounted, the root
+    /// file system, or the disk of a mounted partition): writing it would
+    /// destroy what runs.
+    #[error("refusing to write slot {slot}: {reason}; check [slots] in {path}")]
+    SlotInUse {
+        /// The slot that would be written.
+        slot: Slot,
+        /// Why it is in use.
+        reason: String,
+        /// The configuration file.
+        path: PathBuf,
+    },
     /// A trust key or the trust policy is unusable.
     #[error("invalid trust configuration in {path}: {source}")]
     Trust {
@@ -191,6 +203,15 @@ pub struct Config {
     /// The fleet link (MQTT); absent = no fleet link.
     #[serde(default)]
     pub fleet: Option<FleetConfig>,
+    /// Seconds to wait for a lock another process holds (the install lock,
+    /// the U-Boot environment lock shared with `fw_setenv`) before giving
+    /// up with an error.
+    #[serde(default = "default_lock_timeout")]
+    pub lock_timeout: u64,
+}
+
+fn default_lock_timeout() -> u64 {
+    30
 }
 
 /// The `[fleet]` section: the MQTT broker the device keeps one connection to
@@ -254,10 +275,45 @@ impl Config {
             source,
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        Config::parse(&text, base).map_err(|reason| ConfigError::Invalid {
+        let config = Config::parse(&text, base).map_err(|reason| ConfigError::Invalid {
             path: path.into(),
             reason,
-        })
+        })?;
+        // However they are spelled: one device for both slots means every
+        // install overwrites the running slot.
+        let (a, b) = (&config.slots.a.device, &config.slots.b.device);
+        if crate::mounts::same_target(a, b) {
+            return Err(ConfigError::Invalid {
+                path: path.into(),
+                reason: format!(
+                    "slots A ({}) and B ({}) are the same device",
+                    a.display(),
+                    b.display()
+                ),
+            });
+        }
+        Ok(config)
+    }
+
+    /// Checks that writing `slot`'s device cannot hit the running system
+    /// (see [`crate::mounts::in_use`]); `path` is the configuration file,
+    /// for the message.
+    ///
+    /// Errors: [`ConfigError::SlotInUse`].
+    pub fn check_writable(&self, slot: Slot, path: &Path) -> Result<(), ConfigError> {
+        match crate::mounts::in_use(self.slot_device(slot)) {
+            None => Ok(()),
+            Some(reason) => Err(ConfigError::SlotInUse {
+                slot,
+                reason,
+                path: path.into(),
+            }),
+        }
+    }
+
+    /// [`Config::lock_timeout`] as a duration.
+    pub fn lock_wait(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.lock_timeout)
     }
 
     /// Parses TOML text; relative paths are joined to `base`.

@@ -14,6 +14,8 @@
 //! - [`blocks`] — the content-addressed block store and index for delta
 //!   updates from the running slot.
 //! - [`install`] — the streaming install pipeline into the inactive slot.
+//! - [`mounts`] — what the running system uses: no slot target that is
+//!   mounted or holds the root file system is ever written.
 //! - [`lifecycle`] — the update lifecycle as a pure state machine.
 //! - [`state`] — what the device remembers across boots, written atomically.
 //! - [`config`] — `/etc/seesaw/seesaw.toml`.
@@ -39,6 +41,7 @@ pub mod health;
 pub mod install;
 pub mod lifecycle;
 pub mod manifest;
+pub mod mounts;
 pub mod slot;
 pub mod state;
 pub mod transport;

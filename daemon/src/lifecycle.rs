@@ -15,7 +15,7 @@
 //! every cell is a unit test over plain values. Time is an argument.
 
 use crate::manifest::Manifest;
-use crate::slot::{BootState, Slot, VarUpdate, DEFAULT_TRIES};
+use crate::slot::{BootState, Slot, VarUpdate, DEFAULT_TRIES, VAR_FLOOR};
 use crate::state::{LastResult, Pending, ResultKind, SlotRecord, State};
 
 /// Where the device is in the lifecycle, derived from the persisted state,
@@ -69,6 +69,18 @@ pub struct Situation<'a> {
     pub record_failures: bool,
     /// The current time, RFC 3339.
     pub now: &'a str,
+    /// The anti-rollback floor kept in the bootloader environment
+    /// ([`VAR_FLOOR`]; 0 when unset or not a number). The floor in force is
+    /// the higher of this and `state.floor`.
+    pub env_floor: u64,
+}
+
+impl Situation<'_> {
+    /// The anti-rollback floor in force: the highest of the places that
+    /// keep it (the state file and the bootloader environment).
+    pub fn floor(&self) -> u64 {
+        self.state.floor.max(self.env_floor)
+    }
 }
 
 /// Something that happened.
@@ -153,18 +165,22 @@ pub enum Refusal {
 }
 
 /// The phase the device is in.
+///
+/// A journal naming the booted slot is stale (that slot could only boot
+/// after its install flipped) and does not count. A pending install whose
+/// slot is U-Boot's first choice has been flipped to, whatever the saved
+/// flag says: the target of an install is out of U-Boot's reach from the
+/// moment its install starts ([`BootState::begin_install`]) until the flip.
 pub fn phase(s: &Situation<'_>) -> Phase {
-    if let Some(slot) = s.installing {
+    if let Some(slot) = s.installing.filter(|j| *j != s.booted) {
         return Phase::Installing { slot };
     }
     match &s.state.pending {
         None => Phase::Idle,
         Some(p) if p.slot == s.booted => Phase::Trial { slot: p.slot },
-        Some(p) if p.flipped && s.boot.primary() == Some(p.slot) => {
-            Phase::AwaitingReboot { slot: p.slot }
-        }
-        // Flipped but the old slot runs and is first again (rolled back),
-        // or never flipped: settled by Event::Started.
+        Some(p) if s.boot.primary() == Some(p.slot) => Phase::AwaitingReboot { slot: p.slot },
+        // The old slot runs and is first again (rolled back), or the flip
+        // was never written: settled by Event::Started.
         Some(_) => Phase::Idle,
     }
 }
@@ -198,12 +214,15 @@ pub fn step(s: &Situation<'_>, event: Event) -> Result<Vec<Action>, Refusal> {
                 _ => {}
             }
             // The journal comes first: from here on a restart knows the
-            // slot may be partial, whatever else was done.
+            // slot may be partial, whatever else was done. Then U-Boot
+            // loses every way to boot the target until the flip, even a
+            // written-but-not-booted install there.
             let mut actions = vec![Action::BeginJournal(target)];
+            let updates = boot.begin_install(target);
+            if !updates.is_empty() {
+                actions.push(Action::WriteEnv(updates));
+            }
             if state.pending.as_ref().is_some_and(|p| p.slot == target) {
-                // A written-but-not-booted install is about to be
-                // overwritten: U-Boot must not try that slot meanwhile.
-                actions.push(Action::WriteEnv(boot.mark_bad(target)));
                 state.pending = None;
                 actions.push(Action::Save(Box::new(state)));
             }
@@ -274,12 +293,12 @@ pub fn step(s: &Situation<'_>, event: Event) -> Result<Vec<Action>, Refusal> {
         }
 
         Event::HealthPassed => match ph {
-            Phase::Trial { slot } => commit(state, &mut boot, slot, "health checks passed", now),
+            Phase::Trial { slot } => commit(s, state, &mut boot, slot, "health checks passed"),
             _ => Vec::new(),
         },
 
         Event::MarkGood => match ph {
-            Phase::Trial { slot } => commit(state, &mut boot, slot, "marked good", now),
+            Phase::Trial { slot } => commit(s, state, &mut boot, slot, "marked good"),
             _ => vec![Action::WriteEnv(boot.mark_good(s.booted))],
         },
 
@@ -343,12 +362,20 @@ fn deny(state: &mut State, version: &str) {
 }
 
 /// Environment first, then state: a power cut in between only repeats the
-/// commit on the next start.
-fn commit(mut state: State, boot: &mut BootState, slot: Slot, why: &str, now: &str) -> Vec<Action> {
+/// commit on the next start (the pending install is still there, so the
+/// next start is still a trial with its health gate). The raised floor goes
+/// into the environment in the same write as the tries.
+fn commit(
+    s: &Situation<'_>,
+    mut state: State,
+    boot: &mut BootState,
+    slot: Slot,
+    why: &str,
+) -> Vec<Action> {
     let Some(p) = state.pending.take() else {
         return Vec::new();
     };
-    state.floor = state.floor.max(p.security_version);
+    state.floor = s.floor().max(p.security_version);
     let r = result(
         ResultKind::Committed,
         Some(&p.version),
@@ -356,109 +383,167 @@ fn commit(mut state: State, boot: &mut BootState, slot: Slot, why: &str, now: &s
             "committed {} in slot {slot} ({why}); anti-rollback floor is now {}",
             p.version, state.floor
         ),
-        now,
+        s.now,
     );
     state.last_result = Some(r.clone());
+    let mut updates = boot.mark_good(slot);
+    if s.env_floor != state.floor {
+        updates.push((VAR_FLOOR, state.floor.to_string()));
+    }
     vec![
-        Action::WriteEnv(boot.mark_good(slot)),
+        Action::WriteEnv(updates),
         Action::Save(Box::new(state)),
         Action::Report(r),
     ]
 }
 
 /// The start-up analysis: what happened while the daemon was not running.
+///
+/// 1. A journal for the other slot: the install's process died. If its
+///    flip is in the environment (the slot is U-Boot's first choice), the
+///    install is complete; otherwise the slot may be partial: U-Boot loses
+///    it, its record goes, and the install is kept for resuming.
+/// 2. The pending install: a trial of the booted slot runs the health
+///    gate (and gets no tries back: only a trial consumes them); an install
+///    waiting for the reboot waits; one whose slot U-Boot left behind has
+///    rolled back (deny-listed); one whose flip never happened is reported
+///    interrupted.
+/// 3. Any boot that is not a trial is a boot of a committed slot: it gets
+///    back the try the boot script took, and unless an install waits for
+///    the reboot it is first in the boot order. So a committed slot boots
+///    again after any number of boots.
+/// 4. The floor is the highest of the state's and the environment's; each
+///    place that has less is brought up to it.
+///
+/// Environment first, then state, then the journal: a power cut anywhere
+/// repeats the same analysis on the next start.
 fn started(s: &Situation<'_>, ph: Phase) -> Vec<Action> {
-    let mut state = s.state.clone();
     let now = s.now;
+    let mut state = s.state.clone();
+    let mut boot = s.boot.clone();
+    let mut reports = Vec::new();
+    let mut resume = false;
+    let end_journal = s.installing.is_some();
     if let Phase::Installing { slot } = ph {
-        let mut boot = s.boot.clone();
-        if let Some(p) = state.pending.clone().filter(|p| p.slot == slot) {
-            // Killed while flipping: the image was verified (the pending
-            // install is saved only after the read-back), so finish the flip.
-            if let Some(q) = state.pending.as_mut() {
-                q.flipped = true;
+        // Complete exactly when its flip is in the environment: a saved
+        // flag with the slot out of U-Boot's reach means a newer install
+        // began over it (and took its tries) before it died.
+        let done = state
+            .pending
+            .as_ref()
+            .is_some_and(|p| p.slot == slot && s.boot.primary() == Some(slot));
+        if !done {
+            // Died mid-install or before its flip was written: the slot may
+            // hold part of an image, which U-Boot must never try.
+            boot.begin_install(slot);
+            state.set_slot(slot, None);
+            if state.pending.as_ref().is_some_and(|p| p.slot == slot) {
+                state.pending = None;
             }
-            let r = result(
-                ResultKind::Installed,
-                Some(&p.version),
-                format!("installed {} into slot {slot}; reboot to try it", p.version),
+            reports.push(result(
+                ResultKind::Interrupted,
+                None,
+                format!("install into slot {slot} was interrupted; install again"),
                 now,
-            );
-            state.last_result = Some(r.clone());
-            return vec![
-                Action::WriteEnv(boot.install(slot)),
-                Action::Save(Box::new(state)),
-                Action::EndJournal,
-                Action::Report(r),
-            ];
+            ));
+            resume = true;
         }
-        // The process died mid-install: the slot holds part of an image,
-        // which U-Boot must never try.
-        state.set_slot(slot, None);
-        let r = result(
-            ResultKind::Interrupted,
-            None,
-            format!("install into slot {slot} was interrupted; install again"),
-            now,
-        );
-        state.last_result = Some(r.clone());
-        return vec![
-            Action::WriteEnv(boot.mark_bad(slot)),
-            Action::Save(Box::new(state)),
-            Action::KeepForResume { auto: true },
-            Action::EndJournal,
-            Action::Report(r),
-        ];
     }
-    let Some(p) = state.pending.clone() else {
-        return Vec::new();
-    };
-    if p.slot == s.booted {
-        let mut actions = Vec::new();
-        if !p.flipped {
-            // We booted it, so the environment write did complete.
+    let mut followups = Vec::new();
+    let mut committed_boot = true;
+    match state.pending.clone() {
+        None => {}
+        Some(p) if p.slot == s.booted => {
+            committed_boot = false;
             if let Some(q) = state.pending.as_mut() {
+                // We booted it, so the environment write did complete.
                 q.flipped = true;
             }
-            actions.push(Action::Save(Box::new(state)));
+            followups.push(Action::RunHealthGate(p.slot));
         }
-        actions.push(Action::RunHealthGate(p.slot));
-        return actions;
+        Some(p) if boot.primary() == Some(p.slot) => {
+            // Restarted before the reboot into it.
+            if !p.flipped {
+                if let Some(q) = state.pending.as_mut() {
+                    q.flipped = true;
+                }
+                reports.push(result(
+                    ResultKind::Installed,
+                    Some(&p.version),
+                    format!(
+                        "installed {} into slot {}; reboot to try it",
+                        p.version, p.slot
+                    ),
+                    now,
+                ));
+            }
+            boot.give_back_tries(s.booted);
+        }
+        Some(p) if p.flipped => {
+            state.pending = None;
+            deny(&mut state, &p.version);
+            let reason = p
+                .failure
+                .clone()
+                .unwrap_or_else(|| format!("new slot did not confirm after {DEFAULT_TRIES} boots"));
+            reports.push(result(
+                ResultKind::RolledBack,
+                Some(&p.version),
+                format!(
+                    "rolled back from {} in slot {} to slot {}: {reason}",
+                    p.version, p.slot, s.booted
+                ),
+                now,
+            ));
+        }
+        Some(p) => {
+            state.pending = None;
+            reports.push(result(
+                ResultKind::Interrupted,
+                Some(&p.version),
+                format!(
+                    "install of {} into slot {} was interrupted before the boot order was changed; install again",
+                    p.version, p.slot
+                ),
+                now,
+            ));
+        }
     }
-    if !p.flipped {
-        state.pending = None;
-        let r = result(
-            ResultKind::Interrupted,
-            Some(&p.version),
-            format!(
-                "install of {} into slot {} was interrupted before the boot order was changed; install again",
-                p.version, p.slot
-            ),
-            now,
-        );
+    if committed_boot {
+        boot.give_back_tries(s.booted);
+        if !state
+            .pending
+            .as_ref()
+            .is_some_and(|p| boot.primary() == Some(p.slot))
+        {
+            boot.put_first(s.booted);
+        }
+    }
+    let floor = s.floor();
+    state.floor = floor;
+    if let Some(r) = reports.last() {
         state.last_result = Some(r.clone());
-        return vec![Action::Save(Box::new(state)), Action::Report(r)];
     }
-    if s.boot.primary() == Some(p.slot) {
-        return Vec::new(); // restarted before the reboot
+    let mut updates = boot.changes_from(s.boot);
+    if s.env_floor != floor {
+        updates.push((VAR_FLOOR, floor.to_string()));
     }
-    state.pending = None;
-    deny(&mut state, &p.version);
-    let reason = p
-        .failure
-        .clone()
-        .unwrap_or_else(|| format!("new slot did not confirm after {DEFAULT_TRIES} boots"));
-    let r = result(
-        ResultKind::RolledBack,
-        Some(&p.version),
-        format!(
-            "rolled back from {} in slot {} to slot {}: {reason}",
-            p.version, p.slot, s.booted
-        ),
-        now,
-    );
-    state.last_result = Some(r.clone());
-    vec![Action::Save(Box::new(state)), Action::Report(r)]
+    let mut actions = Vec::new();
+    if !updates.is_empty() {
+        actions.push(Action::WriteEnv(updates));
+    }
+    if state != *s.state {
+        actions.push(Action::Save(Box::new(state)));
+    }
+    if resume {
+        actions.push(Action::KeepForResume { auto: true });
+    }
+    if end_journal {
+        actions.push(Action::EndJournal);
+    }
+    actions.extend(reports.into_iter().map(Action::Report));
+    actions.extend(followups);
+    actions
 }
 
 #[cfg(test)]
@@ -533,9 +618,38 @@ mod tests {
                 installing,
                 record_failures: true,
                 now: NOW,
+                env_floor: state.floor,
             },
             event,
         )
+    }
+
+    /// The boot contract after the environment writes among `actions`.
+    fn apply(b: &BootState, actions: &[Action]) -> BootState {
+        let mut vars: Vec<(String, String)> = b
+            .to_updates()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        for a in actions {
+            if let Action::WriteEnv(updates) = a {
+                for (k, v) in updates {
+                    vars.retain(|(n, _)| n != k);
+                    vars.push((k.to_string(), v.clone()));
+                }
+            }
+        }
+        BootState::from_pairs(&vars)
+    }
+
+    fn env_writes(actions: &[Action]) -> Vec<&Vec<VarUpdate>> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::WriteEnv(u) => Some(u),
+                _ => None,
+            })
+            .collect()
     }
 
     fn saved(actions: &[Action]) -> Vec<&State> {
@@ -568,6 +682,7 @@ mod tests {
             installing,
             record_failures: false,
             now: NOW,
+            env_floor: 0,
         };
         assert_eq!(phase(&sit(&idle, A, &ab, None)), Phase::Idle);
         assert_eq!(
@@ -614,8 +729,12 @@ mod tests {
         let actions = run(&st, A, &boot(&[A, B], 3, 3), Some(B), Event::Started).unwrap();
         assert_eq!(
             actions[0],
-            Action::WriteEnv(vec![("BOOT_B_LEFT", "0".into())])
+            Action::WriteEnv(vec![
+                ("BOOT_ORDER", "A".into()),
+                ("BOOT_B_LEFT", "0".into())
+            ])
         );
+        assert!(actions.contains(&Action::KeepForResume { auto: true }));
         let s = saved(&actions);
         assert_eq!(s.len(), 1);
         assert!(s[0].slot_b.is_none());
@@ -624,23 +743,170 @@ mod tests {
     }
 
     #[test]
-    fn started_after_a_kill_during_the_flip_finishes_the_flip() {
+    fn started_after_a_kill_around_the_flip_trusts_the_environment() {
+        // The flip was written, the flag not saved: the install is complete.
+        let st = pending(B, false, None);
+        let actions = run(&st, A, &boot(&[B, A], 3, 3), Some(B), Event::Started).unwrap();
+        assert!(env_writes(&actions).is_empty(), "{actions:?}");
+        let s = saved(&actions)[0];
+        assert!(s.pending.as_ref().unwrap().flipped);
+        assert_eq!(last_kind(&actions), Some(ResultKind::Installed));
+        assert!(actions.contains(&Action::EndJournal));
+        // The flag saved: nothing to report again.
+        let st = pending(B, true, None);
+        let actions = run(&st, A, &boot(&[B, A], 3, 3), Some(B), Event::Started).unwrap();
+        assert_eq!(actions, vec![Action::EndJournal]);
+        // The flip never reached the environment: the slot may be partial
+        // (and is out of reach already).
         for flipped in [false, true] {
             let st = pending(B, flipped, None);
             let actions = run(&st, A, &boot(&[A, B], 3, 0), Some(B), Event::Started).unwrap();
-            assert_eq!(
-                actions[0],
-                Action::WriteEnv(vec![
-                    ("BOOT_ORDER", "B A".into()),
-                    ("BOOT_B_LEFT", "3".into())
-                ])
-            );
+            assert!(env_writes(&actions).is_empty(), "{actions:?}");
             let s = saved(&actions)[0];
-            assert!(s.pending.as_ref().unwrap().flipped);
-            assert!(s.failed_versions.is_empty());
-            assert_eq!(last_kind(&actions), Some(ResultKind::Installed));
-            assert!(actions.contains(&Action::EndJournal));
+            assert!(s.pending.is_none());
+            assert!(
+                s.failed_versions.is_empty(),
+                "a newer install began: no rollback"
+            );
+            assert_eq!(last_kind(&actions), Some(ResultKind::Interrupted));
         }
+        let st = pending(B, false, None);
+        let actions = run(&st, A, &boot(&[A, B], 3, 0), Some(B), Event::Started).unwrap();
+        let s = saved(&actions)[0];
+        assert!(s.pending.is_none());
+        assert!(s.slot_b.is_none());
+        assert!(s.failed_versions.is_empty());
+        assert_eq!(last_kind(&actions), Some(ResultKind::Interrupted));
+        assert!(actions.contains(&Action::KeepForResume { auto: true }));
+    }
+
+    #[test]
+    fn a_journal_naming_the_booted_slot_is_stale() {
+        let st = pending(B, true, None);
+        let actions = run(&st, B, &boot(&[B, A], 3, 2), Some(B), Event::Started).unwrap();
+        assert_eq!(actions, vec![Action::EndJournal, Action::RunHealthGate(B)]);
+    }
+
+    #[test]
+    fn a_committed_slot_boots_again_after_any_number_of_boots() {
+        // Committed B, then many power-ons, each followed by a start.
+        let mut b = boot(&[B, A], 3, 3);
+        let st = State::default();
+        for n in 0..20 {
+            match b.select_boot() {
+                crate::slot::BootChoice::Boot { slot, .. } => assert_eq!(slot, B, "boot {n}"),
+                other => panic!("boot {n}: {other:?}"),
+            }
+            let actions = run(&st, B, &b, None, Event::Started).unwrap();
+            b = apply(&b, &actions);
+            assert_eq!((b.primary(), b.b_left), (Some(B), 3), "after boot {n}");
+        }
+        // The same for the factory slot A with the default environment.
+        let mut b = boot(&[A, B], 3, 3);
+        for n in 0..20 {
+            assert!(
+                matches!(
+                    b.select_boot(),
+                    crate::slot::BootChoice::Boot { slot: A, .. }
+                ),
+                "{n}"
+            );
+            b = apply(&b, &run(&st, A, &b, None, Event::Started).unwrap());
+        }
+    }
+
+    #[test]
+    fn a_trial_gets_no_tries_back() {
+        let st = pending(B, true, None);
+        for left in [2, 1, 0] {
+            let actions = run(&st, B, &boot(&[B, A], 3, left), None, Event::Started).unwrap();
+            assert!(env_writes(&actions).is_empty(), "{actions:?}");
+        }
+    }
+
+    #[test]
+    fn waiting_for_the_reboot_keeps_the_order_and_gives_back_tries() {
+        let st = pending(B, true, None);
+        let actions = run(&st, A, &boot(&[B, A], 2, 3), None, Event::Started).unwrap();
+        assert_eq!(
+            actions,
+            vec![Action::WriteEnv(vec![("BOOT_A_LEFT", "3".into())])]
+        );
+    }
+
+    #[test]
+    fn a_rollback_puts_the_old_slot_first_again() {
+        let st = pending(B, true, None);
+        let actions = run(&st, A, &boot(&[B, A], 2, 0), None, Event::Started).unwrap();
+        assert_eq!(
+            env_writes(&actions),
+            vec![&vec![
+                ("BOOT_ORDER", "A B".into()),
+                ("BOOT_A_LEFT", "3".into())
+            ]]
+        );
+        assert_eq!(last_kind(&actions), Some(ResultKind::RolledBack));
+    }
+
+    #[test]
+    fn the_floor_is_the_highest_place_and_both_catch_up() {
+        let sit = |state: &State, env_floor| {
+            step(
+                &Situation {
+                    state,
+                    booted: A,
+                    boot: &boot(&[A, B], 3, 3),
+                    installing: None,
+                    record_failures: true,
+                    now: NOW,
+                    env_floor,
+                },
+                Event::Started,
+            )
+            .unwrap()
+        };
+        // state.json lost or replaced by an older copy: the environment wins.
+        let old = State {
+            floor: 2,
+            ..State::default()
+        };
+        let actions = sit(&old, 7);
+        assert!(env_writes(&actions).is_empty());
+        assert_eq!(saved(&actions)[0].floor, 7);
+        // The environment lost its copy: written back.
+        let actions = sit(
+            &State {
+                floor: 7,
+                ..State::default()
+            },
+            0,
+        );
+        assert_eq!(
+            env_writes(&actions),
+            vec![&vec![("SEESAW_FLOOR", "7".into())]]
+        );
+        assert!(saved(&actions).is_empty());
+        // A commit raises both at once, from the higher.
+        let mut st = pending(B, true, None);
+        st.floor = 1;
+        let actions = step(
+            &Situation {
+                state: &st,
+                booted: B,
+                boot: &boot(&[B, A], 3, 2),
+                installing: None,
+                record_failures: true,
+                now: NOW,
+                env_floor: 9,
+            },
+            Event::MarkGood,
+        )
+        .unwrap();
+        assert_eq!(saved(&actions)[0].floor, 9);
+        assert_eq!(
+            env_writes(&actions),
+            vec![&vec![("BOOT_B_LEFT", "3".into())]]
+        );
     }
 
     #[test]
@@ -717,6 +983,23 @@ mod tests {
                 None,
                 Event::InstallStarted { target: B }
             ),
+            Ok(vec![
+                Action::BeginJournal(B),
+                Action::WriteEnv(vec![
+                    ("BOOT_ORDER", "A".into()),
+                    ("BOOT_B_LEFT", "0".into())
+                ])
+            ])
+        );
+        // Already out of reach: no write.
+        assert_eq!(
+            run(
+                &State::default(),
+                A,
+                &boot(&[A, B], 3, 0),
+                None,
+                Event::InstallStarted { target: B }
+            ),
             Ok(vec![Action::BeginJournal(B)])
         );
     }
@@ -759,7 +1042,10 @@ mod tests {
         assert_eq!(actions[0], Action::BeginJournal(B));
         assert_eq!(
             actions[1],
-            Action::WriteEnv(vec![("BOOT_B_LEFT", "0".into())])
+            Action::WriteEnv(vec![
+                ("BOOT_ORDER", "A".into()),
+                ("BOOT_B_LEFT", "0".into())
+            ])
         );
         assert!(saved(&actions)[0].pending.is_none());
     }
@@ -796,6 +1082,7 @@ mod tests {
                 installing: Some(B),
                 record_failures: false,
                 now: NOW,
+                env_floor: 0,
             },
             ev(),
         )
@@ -867,7 +1154,10 @@ mod tests {
         .unwrap();
         assert_eq!(
             actions[0],
-            Action::WriteEnv(vec![("BOOT_B_LEFT", "3".into())])
+            Action::WriteEnv(vec![
+                ("BOOT_B_LEFT", "3".into()),
+                ("SEESAW_FLOOR", "5".into())
+            ])
         );
         let s = saved(&actions)[0];
         assert_eq!(s.floor, 5);

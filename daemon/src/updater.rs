@@ -18,7 +18,7 @@ use crate::config::{Config, ConfigError};
 use crate::install::{self, FileSlot, FileSource, InstallError, Progress};
 use crate::lifecycle::{self, Action, Event, Phase, Refusal, Situation};
 use crate::manifest::{format_time, DeviceFacts, Manifest, ManifestError};
-use crate::slot::{booted_slot_from_cmdline, BootState, Slot, SlotError};
+use crate::slot::{booted_slot_from_cmdline, BootState, Slot, SlotError, VAR_FLOOR};
 use crate::state::{LastResult, Pending, State, StateError, StateStore};
 use crate::transport::{Fetcher, HttpSource, TransportError};
 use crate::uboot_env::{BootEnv, EnvError, UbootEnv};
@@ -236,7 +236,7 @@ impl Updater {
     /// Errors: [`UpdateError::Config`], [`UpdateError::Env`] (unparsable `fw_env.config`).
     pub fn open(config_path: &Path) -> Result<Updater, UpdateError> {
         let config = Config::load(config_path)?;
-        let env = UbootEnv::open(&config.fw_env_config)?;
+        let env = UbootEnv::open(&config.fw_env_config)?.with_lock_timeout(config.lock_wait());
         Ok(Updater::with_env(config, config_path, Box::new(env)))
     }
 
@@ -267,7 +267,7 @@ impl Updater {
     pub fn phase(&self) -> Result<Phase, UpdateError> {
         let booted = self.booted_slot()?;
         let state = self.store.load()?;
-        let boot = self.boot_state()?;
+        let (boot, env_floor) = self.boot_state()?;
         let installing = self.store.journal()?;
         Ok(lifecycle::phase(&Situation {
             state: &state,
@@ -276,17 +276,47 @@ impl Updater {
             installing,
             record_failures: self.record_failures,
             now: "",
+            env_floor,
         }))
     }
 
     /// Feeds `event` to the lifecycle and carries out its actions in order.
-    /// If an action fails, the state loaded before is put back (best effort)
-    /// and the error returned.
+    ///
+    /// If an action fails before the environment was written, the state
+    /// loaded before is put back (best effort) and the error returned. Once
+    /// an environment write has succeeded the state is never put back: the
+    /// environment may now boot what the saved state describes (a pending
+    /// install, a trial), and the next start settles whatever the failed
+    /// action left undone. The error is still returned.
+    ///
+    /// [`Event::Started`] while another process runs an install (it holds
+    /// the install lock) settles nothing: that install is alive.
     pub fn handle(&mut self, event: Event, now: OffsetDateTime) -> Result<Outcome, UpdateError> {
-        let booted = self.booted_slot()?;
-        let state = self.store.load()?;
-        let boot = self.boot_state()?;
-        let installing = self.store.journal()?;
+        self.handle_inner(event, now).map_err(|(e, _)| e)
+    }
+
+    /// [`Updater::handle`], also saying on error whether the environment
+    /// had been written.
+    fn handle_inner(
+        &mut self,
+        event: Event,
+        now: OffsetDateTime,
+    ) -> Result<Outcome, (UpdateError, bool)> {
+        let early = |e: UpdateError| (e, false);
+        let _lock = if matches!(event, Event::Started)
+            && self.store.journal().map_err(|e| early(e.into()))?.is_some()
+        {
+            match self.store.try_lock_install().map_err(|e| early(e.into()))? {
+                Some(lock) => Some(lock),
+                None => return Ok(Outcome::default()),
+            }
+        } else {
+            None
+        };
+        let booted = self.booted_slot().map_err(early)?;
+        let state = self.store.load().map_err(|e| early(e.into()))?;
+        let (boot, env_floor) = self.boot_state().map_err(early)?;
+        let installing = self.store.journal().map_err(|e| early(e.into()))?;
         let now = format_time(now);
         let actions = lifecycle::step(
             &Situation {
@@ -296,18 +326,25 @@ impl Updater {
                 installing,
                 record_failures: self.record_failures,
                 now: &now,
+                env_floor,
             },
             event,
-        )?;
+        )
+        .map_err(|e| early(e.into()))?;
         let mut outcome = Outcome::default();
         let mut saved = false;
+        let mut env_written = false;
         for action in actions {
             let done = match action {
                 Action::Save(new) => {
                     saved = true;
                     self.store.save(&new).map_err(UpdateError::from)
                 }
-                Action::WriteEnv(updates) => self.write_env(&updates),
+                Action::WriteEnv(updates) => {
+                    let r = self.write_env(&updates);
+                    env_written |= r.is_ok();
+                    r
+                }
                 Action::BeginJournal(slot) => self
                     .store
                     .begin_journal(slot, &now)
@@ -332,10 +369,16 @@ impl Updater {
                 }
             };
             if let Err(e) = done {
-                if saved {
+                if saved && !env_written {
                     let _ = self.store.save(&state);
                 }
-                return Err(e);
+                if env_written {
+                    log::error!(
+                        "the boot environment was written but a later step failed ({e:#}); \
+                         the next start settles it"
+                    );
+                }
+                return Err((e, env_written));
             }
         }
         Ok(outcome)
@@ -356,8 +399,22 @@ impl Updater {
         Ok(booted_slot_from_cmdline(&text)?)
     }
 
-    fn boot_state(&self) -> Result<BootState, UpdateError> {
-        Ok(BootState::from_pairs(&self.env.read_vars()?)?)
+    /// The boot contract as U-Boot reads it, and the floor kept in the
+    /// environment (0 when unset or not a decimal number).
+    fn boot_state(&self) -> Result<(BootState, u64), UpdateError> {
+        let vars = self.env.read_vars()?;
+        let floor = vars
+            .iter()
+            .find(|(n, _)| n == VAR_FLOOR)
+            .and_then(|(_, v)| parse_floor(v))
+            .unwrap_or(0);
+        Ok((BootState::from_pairs(&vars), floor))
+    }
+
+    /// The anti-rollback floor in force: the highest of the state's and
+    /// the environment's.
+    pub fn floor(&self) -> Result<u64, UpdateError> {
+        Ok(self.store.load()?.floor.max(self.boot_state()?.1))
     }
 
     fn write_env(&mut self, updates: &[(&'static str, String)]) -> Result<(), UpdateError> {
@@ -368,7 +425,8 @@ impl Updater {
     /// anything is written; returns the verified manifest. Changes nothing.
     pub fn check_bundle(&self, path: &Path, now: OffsetDateTime) -> Result<Manifest, UpdateError> {
         let booted = self.booted_slot()?;
-        let state = self.store.load()?;
+        let mut state = self.store.load()?;
+        state.floor = state.floor.max(self.boot_state()?.1);
         let policy = self.config.trust_policy(&self.config_path)?;
         let bundle = RawBundle::open(path)?.verify(&policy)?;
         self.check_manifest(&bundle.manifest, booted.other(), &state, now, false)?;
@@ -755,21 +813,39 @@ impl Updater {
     /// Refuses early (busy, trial) and returns the target slot and the state.
     /// A journal left by an install whose process died (nobody holds the
     /// install lock) is settled first, as the daemon does at start.
+    /// The target must not be in use by the running system, and every
+    /// environment write the install and its commit will need is built in
+    /// memory first: an environment that cannot take them (too full,
+    /// unreadable) is found before a byte goes to the slot. The returned
+    /// state carries the floor in force.
     fn prepare_install(&mut self) -> Result<(Slot, State), UpdateError> {
         let booted = self.booted_slot()?;
         self.boot_state()?;
         if self.store.journal()?.is_some() {
-            if let Some(lock) = self.store.try_lock_install()? {
-                drop(lock);
-                self.handle(Event::Started, OffsetDateTime::now_utc())?;
-            }
+            // Settles nothing while another process's install is alive.
+            self.handle(Event::Started, OffsetDateTime::now_utc())?;
         }
-        let state = self.store.load()?;
+        let mut state = self.store.load()?;
+        let target = booted.other();
         match self.phase()? {
-            Phase::Installing { slot } => Err(Refusal::Busy(slot).into()),
-            Phase::Trial { slot } => Err(Refusal::TrialNotCommitted(slot).into()),
-            _ => Ok((booted.other(), state)),
+            Phase::Installing { slot } => return Err(Refusal::Busy(slot).into()),
+            Phase::Trial { slot } => return Err(Refusal::TrialNotCommitted(slot).into()),
+            _ => {}
         }
+        self.config.check_writable(target, &self.config_path)?;
+        let (boot, env_floor) = self.boot_state()?;
+        state.floor = state.floor.max(env_floor);
+        let mut after = boot.clone();
+        after.begin_install(target);
+        after.install(target);
+        after.mark_good(target);
+        let mut needed = after.to_updates();
+        let widest_floor = u64::MAX.to_string();
+        needed.push((VAR_FLOOR, widest_floor));
+        let pairs: Vec<(&str, Option<&str>)> =
+            needed.iter().map(|(k, v)| (*k, Some(v.as_str()))).collect();
+        self.env.check_write(&pairs)?;
+        Ok((target, state))
     }
 
     /// Chunks of `manifest` that an interrupted install of the same
@@ -834,7 +910,13 @@ impl Updater {
         let Some(_lock) = self.store.try_lock_install()? else {
             return Err(Refusal::Busy(target).into());
         };
-        self.handle(Event::InstallStarted { target }, now)?;
+        if let Err(e) = self.handle(Event::InstallStarted { target }, now) {
+            if !matches!(e, UpdateError::Refused(_)) {
+                // Our journal was begun; nothing has touched the slot yet.
+                let _ = self.store.end_journal();
+            }
+            return Err(e);
+        }
         let journal = JournalLog::new(&self.store, target, origin, manifest, resume, now);
         journal.flush();
         let written = FileSlot::open(self.config.slot_device(target))
@@ -852,8 +934,8 @@ impl Updater {
                 .map_err(UpdateError::from)
             });
         journal.flush();
-        let finished = written.and_then(|()| {
-            self.handle(
+        let finished = written.map_err(|e| (e, false)).and_then(|()| {
+            self.handle_inner(
                 Event::InstallFinished {
                     target,
                     manifest: Box::new(manifest.clone()),
@@ -861,7 +943,12 @@ impl Updater {
                 now,
             )
         });
-        if let Err(e) = finished {
+        if let Err((e, env_written)) = finished {
+            if env_written {
+                // Flipped: the install is pending in the saved state and the
+                // next start settles the rest; it is no failure to record.
+                return Err(e);
+            }
             let reason = format!("{e:#}");
             if self
                 .handle(Event::InstallFailed { target, reason }, now)
@@ -884,7 +971,7 @@ impl Updater {
     pub fn status(&self) -> Result<Status, UpdateError> {
         let booted = self.booted_slot()?;
         let state = self.store.load()?;
-        let boot = self.boot_state()?;
+        let (boot, env_floor) = self.boot_state()?;
         let slots = Slot::ALL
             .iter()
             .map(|&s| {
@@ -908,6 +995,7 @@ impl Updater {
             installing: self.store.journal()?,
             record_failures: false,
             now: "",
+            env_floor,
         })
         .name();
         Ok(Status {
@@ -919,7 +1007,7 @@ impl Updater {
             slots,
             commit_pending: state.pending.as_ref().is_some_and(|p| p.slot == booted),
             pending: state.pending,
-            floor: state.floor,
+            floor: state.floor.max(env_floor),
             last_result: state.last_result,
             failed_versions: state.failed_versions,
             daemon: None,
@@ -967,6 +1055,14 @@ impl Updater {
                 .unwrap_or_else(|| format!("slot {slot} marked bad")),
         })
     }
+}
+
+/// The floor as kept in the environment: decimal digits only, as written.
+fn parse_floor(text: &str) -> Option<u64> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
 }
 
 /// SHA-256 (hex) of a manifest's canonical JSON: names a bundle in the
@@ -1056,7 +1152,7 @@ fn write_contract(
 /// U-Boot does this itself. Returns the choice; the caller passes
 /// `seesaw.slot=<slot>` to its simulated kernel.
 pub fn power_on(env: &mut dyn BootEnv) -> Result<crate::slot::BootChoice, UpdateError> {
-    let mut boot = BootState::from_pairs(&env.read_vars()?)?;
+    let mut boot = BootState::from_pairs(&env.read_vars()?);
     let choice = boot.select_boot();
     write_contract(env, &boot.to_updates())?;
     Ok(choice)

@@ -1258,7 +1258,7 @@ fn fuzz_uboot_env_block() {
         let result = fz.call("BootState::from_vars", &input, PARSE_LIMIT, || {
             BootState::from_vars(|n| get_var(&vars, n))
         });
-        if let Some(Ok(state)) = result {
+        if let Some(state) = result {
             check_boot_state(&mut fz, &state, &input);
         }
     }
@@ -1366,7 +1366,7 @@ fn fuzz_boot_state_and_cmdline() {
             vars.push((name.to_string(), String::from_utf8_lossy(&v).into_owned()));
         }
         let shown = format!("{vars:?}").into_bytes();
-        if let Some(Ok(state)) = fz.call("BootState::from_vars", &shown, PARSE_LIMIT, || {
+        if let Some(state) = fz.call("BootState::from_vars", &shown, PARSE_LIMIT, || {
             BootState::from_vars(|n| get_var(&vars, n))
         }) {
             fz.accepted += 1;

@@ -162,6 +162,9 @@ impl BootEnv for BrokenWrites {
     fn read_vars(&self) -> Result<Vec<(String, String)>, EnvError> {
         self.0.read_vars()
     }
+    fn check_write(&self, updates: &[(&str, Option<&str>)]) -> Result<(), EnvError> {
+        self.0.check_write(updates)
+    }
     fn write_vars(&mut self, _: &[(&str, Option<&str>)]) -> Result<(), EnvError> {
         Err(EnvError::WriteFailed {
             path: "uboot.env".into(),

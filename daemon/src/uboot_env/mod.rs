@@ -109,6 +109,15 @@ pub enum EnvError {
         /// The underlying I/O error.
         source: io::Error,
     },
+    /// The lock shared with `fw_setenv` stayed held by another process for
+    /// the whole bounded wait.
+    #[error("the U-Boot environment lock {} is held by another process; gave up after {waited_secs} s", .path.display())]
+    LockBusy {
+        /// The lock file.
+        path: PathBuf,
+        /// Seconds waited.
+        waited_secs: u64,
+    },
     /// No copy has a valid CRC. seesaw does not fall back to a default
     /// environment and refuses to write over an environment it cannot read.
     #[error("no valid U-Boot environment (CRC mismatch) in {}", describe_locations(.locations))]
@@ -199,6 +208,17 @@ pub trait BootEnv {
     /// copy is untouched.
     fn write_vars(&mut self, updates: &[(&str, Option<&str>)]) -> Result<(), EnvError>;
 
+    /// Builds in memory the environment that [`BootEnv::write_vars`] would
+    /// write for `updates`, reads it back as U-Boot would, and checks that
+    /// every update is there. Writes nothing. Lets a caller find out that
+    /// a write cannot be made (too full, unreadable, a value U-Boot cannot
+    /// store) before it does anything that needs the write later.
+    ///
+    /// Errors: those of [`BootEnv::write_vars`] except I/O on writing, and
+    /// [`EnvError::Malformed`] if the block built does not read back with
+    /// the updates.
+    fn check_write(&self, updates: &[(&str, Option<&str>)]) -> Result<(), EnvError>;
+
     /// The value of `name` in the current copy, `None` if unset.
     fn read_var(&self, name: &str) -> Result<Option<String>, EnvError> {
         Ok(self
@@ -222,7 +242,12 @@ pub trait BootEnv {
 pub struct UbootEnv {
     config: FwEnvConfig,
     lock_file: Option<PathBuf>,
+    lock_timeout: std::time::Duration,
 }
+
+/// How long [`UbootEnv`] waits for the lock shared with `fw_setenv` by
+/// default before it gives up with [`EnvError::LockBusy`].
+pub const DEFAULT_LOCK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl UbootEnv {
     /// Loads `fw_env.config` from `fw_env_config` (see
@@ -236,7 +261,14 @@ impl UbootEnv {
         UbootEnv {
             config,
             lock_file: Some(PathBuf::from(DEFAULT_LOCK_FILE)),
+            lock_timeout: DEFAULT_LOCK_TIMEOUT,
         }
+    }
+
+    /// Waits at most `timeout` for the lock shared with `fw_setenv`.
+    pub fn with_lock_timeout(mut self, timeout: std::time::Duration) -> UbootEnv {
+        self.lock_timeout = timeout;
+        self
     }
 
     /// Uses another lock file, or none. Only change this if the tools on
@@ -302,7 +334,14 @@ impl UbootEnv {
     }
 
     /// Takes the lock shared with `fw_printenv`/`fw_setenv`; released when
-    /// the returned file is dropped.
+    /// the returned file is dropped. Waits at most the lock timeout, then
+    /// fails with [`EnvError::LockBusy`]: a stuck tool never hangs an
+    /// install, a status or a commit.
+    ///
+    /// The lock lives in `/var/lock`, where any local user may create files:
+    /// a lock file owned by another user than root or ourselves is not a
+    /// lock any tool of ours took, and anyone could hold it forever, so it
+    /// is not waited for (a warning is logged).
     fn lock(&self) -> Result<Option<File>, EnvError> {
         let Some(path) = &self.lock_file else {
             return Ok(None);
@@ -315,35 +354,77 @@ impl UbootEnv {
             .write(true)
             .create(true)
             .truncate(false)
-            .mode(0o666)
+            .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(path)
         {
             Ok(file) => file,
             // A lock file created by root with the tools' 0644 still
             // serves for flock when opened read-only.
-            Err(err) if err.kind() == io::ErrorKind::PermissionDenied => {
-                File::open(path).map_err(lock_failed)?
-            }
+            Err(err) if err.kind() == io::ErrorKind::PermissionDenied => OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(path)
+                .map_err(lock_failed)?,
             // No lock directory (e.g. no /var/lock): libubootenv carries on
             // unlocked in that case, and so do we; nothing else can hold it.
             Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+            // A symbolic link planted in place of the lock file.
+            Err(err) if err.raw_os_error() == Some(libc::ELOOP) => {
+                log::warn!(
+                    "{} is a symbolic link; not using it as a lock",
+                    path.display()
+                );
+                return Ok(None);
+            }
             Err(err) => return Err(lock_failed(err)),
         };
+        let owner = std::os::unix::fs::MetadataExt::uid(&file.metadata().map_err(lock_failed)?);
+        // SAFETY: geteuid has no preconditions.
+        let me = unsafe { libc::geteuid() };
+        if owner != 0 && owner != me {
+            log::warn!(
+                "{} belongs to uid {owner}, not root; not waiting for it",
+                path.display()
+            );
+            return Ok(None);
+        }
+        let started = std::time::Instant::now();
         loop {
             // SAFETY: flock on a file descriptor we own and keep open.
-            let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+            let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
             if rc == 0 {
                 return Ok(Some(file));
             }
             let err = io::Error::last_os_error();
-            if err.kind() != io::ErrorKind::Interrupted {
-                return Err(lock_failed(err));
+            match err.raw_os_error() {
+                Some(libc::EWOULDBLOCK) | Some(libc::EINTR) => {}
+                _ => return Err(lock_failed(err)),
             }
+            if started.elapsed() >= self.lock_timeout {
+                return Err(EnvError::LockBusy {
+                    path: path.clone(),
+                    waited_secs: self.lock_timeout.as_secs(),
+                });
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
         }
     }
 }
 
 impl BootEnv for UbootEnv {
+    fn check_write(&self, updates: &[(&str, Option<&str>)]) -> Result<(), EnvError> {
+        validate_updates(updates)?;
+        let _lock = self.lock()?;
+        let copies = self.read_copies_locked()?;
+        let current = self.current(&copies)?;
+        let device = &self.config.copies[current].device;
+        let flag = copies[current].flag().unwrap_or(0).wrapping_add(1);
+        let block = copies[current].with_updates(updates, flag, device)?;
+        let reread = EnvBlock::from_bytes(block.as_bytes().to_vec(), block.layout())?;
+        check_updates_visible(&reread.vars(device)?, updates, device)
+    }
+
     fn read_vars(&self) -> Result<Vec<(String, String)>, EnvError> {
         let _lock = self.lock()?;
         let copies = self.read_copies_locked()?;
@@ -352,12 +433,7 @@ impl BootEnv for UbootEnv {
     }
 
     fn write_vars(&mut self, updates: &[(&str, Option<&str>)]) -> Result<(), EnvError> {
-        for (name, value) in updates {
-            block::validate_name(name)?;
-            if let Some(value) = value {
-                block::validate_value(name, value)?;
-            }
-        }
+        validate_updates(updates)?;
         let _lock = self.lock()?;
         let copies = self.read_copies_locked()?;
         let current = self.current(&copies)?;
@@ -380,6 +456,37 @@ impl BootEnv for UbootEnv {
         }
         Ok(())
     }
+}
+
+fn validate_updates(updates: &[(&str, Option<&str>)]) -> Result<(), EnvError> {
+    for (name, value) in updates {
+        block::validate_name(name)?;
+        if let Some(value) = value {
+            block::validate_value(name, value)?;
+        }
+    }
+    Ok(())
+}
+
+/// Every update reads back from `vars` as U-Boot sees them.
+fn check_updates_visible(
+    vars: &[(String, String)],
+    updates: &[(&str, Option<&str>)],
+    device: &Path,
+) -> Result<(), EnvError> {
+    for (name, value) in updates {
+        let found = vars
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str());
+        if found != *value {
+            return Err(EnvError::Malformed {
+                path: device.to_path_buf(),
+                reason: format!("{name} would read back as {found:?}, not {value:?}"),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Reads the `location.size` bytes of one copy with `pread`.
@@ -475,13 +582,12 @@ impl BootEnv for MemoryEnv {
         Ok(self.vars.clone())
     }
 
+    fn check_write(&self, updates: &[(&str, Option<&str>)]) -> Result<(), EnvError> {
+        validate_updates(updates)
+    }
+
     fn write_vars(&mut self, updates: &[(&str, Option<&str>)]) -> Result<(), EnvError> {
-        for (name, value) in updates {
-            block::validate_name(name)?;
-            if let Some(value) = value {
-                block::validate_value(name, value)?;
-            }
-        }
+        validate_updates(updates)?;
         for (name, value) in updates {
             match value {
                 None => self.vars.retain(|(n, _)| n != name),
