@@ -524,6 +524,45 @@ pub struct RawBundle {
     pub file_len: u64,
 }
 
+/// Opens a bundle source that is a regular file or a block device. Opened
+/// with `O_NONBLOCK`, so a FIFO or a device is refused at once instead of
+/// blocking in `open` until a writer appears; the flag is cleared again
+/// before any read.
+fn open_regular(path: &Path) -> Result<File, BundleError> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    use std::os::unix::io::AsRawFd;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(io("open", path))?;
+    let kind = file.metadata().map_err(io("stat", path))?.file_type();
+    if !(kind.is_file() || kind.is_block_device()) {
+        let what = if kind.is_fifo() {
+            "a FIFO"
+        } else if kind.is_char_device() {
+            "a character device"
+        } else if kind.is_socket() {
+            "a socket"
+        } else if kind.is_dir() {
+            "a directory"
+        } else {
+            "not a regular file"
+        };
+        return Err(io("open", path)(std::io::Error::other(format!(
+            "{what}, not a regular file or block device"
+        ))));
+    }
+    // SAFETY: fcntl on a descriptor `file` owns; no memory is passed.
+    unsafe {
+        let flags = libc::fcntl(file.as_raw_fd(), libc::F_GETFL);
+        if flags >= 0 {
+            libc::fcntl(file.as_raw_fd(), libc::F_SETFL, flags & !libc::O_NONBLOCK);
+        }
+    }
+    Ok(file)
+}
+
 impl RawBundle {
     /// Opens `path` and reads its header and envelope.
     ///
@@ -531,7 +570,7 @@ impl RawBundle {
     /// [`BundleError::BadEnvelopeLength`], [`BundleError::Truncated`],
     /// [`BundleError::Trust`] (malformed envelope JSON).
     pub fn open(path: &Path) -> Result<RawBundle, BundleError> {
-        let mut file = File::open(path).map_err(io("open", path))?;
+        let mut file = open_regular(path)?;
         let file_len = file.metadata().map_err(io("stat", path))?.len();
         let mut head = [0u8; HEADER_LEN as usize];
         if file_len < HEADER_LEN {
