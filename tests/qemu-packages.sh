@@ -3,7 +3,8 @@
 # x86_64). Safe to run again: packages already present are left alone.
 #
 #   u-boot-tools      mkimage, dumpimage (compile and inspect boot.scr)
-#   libubootenv-tool  fw_printenv, fw_setenv (read/write seesaw.env)
+#   libubootenv-tool  fw_printenv, fw_setenv (read/write the environment pair
+#                     seesaw.env + seesaw-redund.env)
 #   u-boot-qemu       /usr/lib/u-boot/qemu-x86/u-boot.rom
 #   mtools dosfstools fdisk   build a disk image without root or loop devices
 #   debootstrap busybox-static kmod cpio xz-utils e2fsprogs

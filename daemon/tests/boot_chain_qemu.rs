@@ -407,11 +407,15 @@ impl Board {
             run(Command::new("mcopy").arg("-i").arg(&fat).arg(from).arg(to));
         };
         mcopy(&bed.boot_scr, "::boot.scr");
+        // The redundant pair the env-file script keeps (bootloader-scripts/
+        // env-file/fw_env.config): both files exist, the real fw_setenv fills them.
         let env = dir.join("seesaw.env");
+        let redund = dir.join("seesaw-redund.env");
         std::fs::write(&env, vec![0u8; ENV_SIZE as usize]).unwrap();
+        std::fs::write(&redund, vec![0u8; ENV_SIZE as usize]).unwrap();
         let empty_default = dir.join("empty-default.env");
         std::fs::write(&empty_default, b"").unwrap();
-        let cfg = fw_config(&dir, &env);
+        let cfg = fw_config(&dir, &env, &redund);
         run(Command::new("fw_setenv")
             .arg("-c")
             .arg(&cfg)
@@ -425,6 +429,7 @@ impl Board {
                 .args([var, "3"]));
         }
         mcopy(&env, "::seesaw.env");
+        mcopy(&redund, "::seesaw-redund.env");
         run(Command::new("mmd").arg("-i").arg(&fat).arg("::qemu-test"));
         if let Some(url) = install_url {
             let f = dir.join("install-url");
@@ -573,17 +578,23 @@ impl Board {
         Console { text, log, exited }
     }
 
-    /// seesaw.env as the board left it, read by the real `fw_printenv`.
+    /// The environment pair (`seesaw.env`, `seesaw-redund.env`) as the
+    /// board left it, read by the real `fw_printenv`.
     fn env(&self) -> BTreeMap<String, String> {
-        let out = self.dir.join("seesaw.env.after");
-        let _ = std::fs::remove_file(&out);
-        run(Command::new("mcopy")
-            .arg("-n")
-            .arg("-i")
-            .arg(format!("{}@@{}", self.disk.display(), MIB))
-            .arg("::seesaw.env")
-            .arg(&out));
-        let cfg = fw_config(&self.dir, &out);
+        let copy_out = |name: &str| {
+            let out = self.dir.join(format!("{name}.after"));
+            let _ = std::fs::remove_file(&out);
+            run(Command::new("mcopy")
+                .arg("-n")
+                .arg("-i")
+                .arg(format!("{}@@{}", self.disk.display(), MIB))
+                .arg(format!("::{name}"))
+                .arg(&out));
+            out
+        };
+        let first = copy_out("seesaw.env");
+        let second = copy_out("seesaw-redund.env");
+        let cfg = fw_config(&self.dir, &first, &second);
         parse_env(&run(Command::new("fw_printenv").arg("-c").arg(&cfg)))
     }
 
@@ -615,12 +626,21 @@ impl Board {
     }
 }
 
-fn fw_config(dir: &Path, env_path: &Path) -> PathBuf {
+/// A libubootenv configuration naming the two copies of a redundant pair.
+fn fw_config(dir: &Path, first: &Path, second: &Path) -> PathBuf {
     let cfg = dir.join(format!(
         "fw_env-{}.config",
-        env_path.file_name().unwrap().to_string_lossy()
+        first.file_name().unwrap().to_string_lossy()
     ));
-    std::fs::write(&cfg, format!("{} 0x0 {ENV_SIZE:#x}\n", env_path.display())).unwrap();
+    std::fs::write(
+        &cfg,
+        format!(
+            "{} 0x0 {ENV_SIZE:#x}\n{} 0x0 {ENV_SIZE:#x}\n",
+            first.display(),
+            second.display()
+        ),
+    )
+    .unwrap();
     cfg
 }
 
@@ -686,8 +706,11 @@ fn update_and_commit() {
     assert_eq!(status["last_result"]["version"], "2.0.0", "{status:#}");
     assert_eq!(status["floor"], 2, "{status:#}");
 
-    // Read on the host: B first, with full tries.
-    assert_eq!(board.env(), contract("B A", "2", "3"));
+    // Read on the host: B first, with full tries; A got back the try its
+    // last boot took; the floor is in the environment too.
+    let mut committed = contract("B A", "3", "3");
+    committed.insert("SEESAW_FLOOR".into(), "2".into());
+    assert_eq!(board.env(), committed);
     let state = board.state();
     assert_eq!(state["floor"], 2, "{state:#}");
     assert!(state["pending"].is_null(), "{state:#}");
@@ -727,7 +750,7 @@ fn health_failure_rolls_back() {
             "SEESAW-QEMU: rebooting",
             "seesaw: booting slot B (tries left 2)",
             "SEESAW-QEMU: booted slot B image 2.1.0",
-            "seesaw: booting slot A (tries left 1)",
+            "seesaw: booting slot A (tries left 2)",
             "SEESAW-QEMU: booted slot A image 1.0.0",
             "SEESAW-QEMU: powering off",
         ],
@@ -739,7 +762,7 @@ fn health_failure_rolls_back() {
         [
             "seesaw: booting slot A (tries left 2)",
             "seesaw: booting slot B (tries left 2)",
-            "seesaw: booting slot A (tries left 1)",
+            "seesaw: booting slot A (tries left 2)",
         ]
     );
     let status = console.last_status();
@@ -756,7 +779,9 @@ fn health_failure_rolls_back() {
 
     let env = board.env();
     assert_eq!(env["BOOT_B_LEFT"], "0", "{env:?}");
-    assert_eq!(env["BOOT_A_LEFT"], "1", "{env:?}");
+    // A, committed, got back the try of its boot and is first again.
+    assert_eq!(env["BOOT_A_LEFT"], "3", "{env:?}");
+    assert_eq!(env["BOOT_ORDER"], "A B", "{env:?}");
     scenario_time("2 health failure", started);
 }
 
@@ -781,7 +806,7 @@ fn hung_slot_watchdog_rolls_back() {
             "SEESAW-QEMU: kernel panic before seesaw confirms",
             "seesaw: booting slot B (tries left 0)",
             "SEESAW-QEMU: kernel panic before seesaw confirms",
-            "seesaw: booting slot A (tries left 1)",
+            "seesaw: booting slot A (tries left 2)",
             "SEESAW-QEMU: booted slot A image 1.0.0",
             "SEESAW-QEMU: powering off",
         ],
@@ -793,7 +818,7 @@ fn hung_slot_watchdog_rolls_back() {
             "seesaw: booting slot B (tries left 2)",
             "seesaw: booting slot B (tries left 1)",
             "seesaw: booting slot B (tries left 0)",
-            "seesaw: booting slot A (tries left 1)",
+            "seesaw: booting slot A (tries left 2)",
         ]
     );
     // Nobody but the watchdog rebooted B: no B boot reached the test step,
@@ -820,7 +845,7 @@ fn hung_slot_watchdog_rolls_back() {
     assert_eq!(status["failed_versions"], serde_json::json!(["2.2.0"]));
     assert!(status["pending"].is_null(), "{status:#}");
 
-    assert_eq!(board.env(), contract("B A", "1", "0"));
+    assert_eq!(board.env(), contract("A B", "3", "0"));
     let state = board.state();
     assert_eq!(state["failed_versions"], serde_json::json!(["2.2.0"]));
     scenario_time("3 hung slot", started);
@@ -853,8 +878,9 @@ fn power_cut_during_install_resumes() {
     assert!(!console.has("SEESAW-QEMU: install result"));
     let before = server.body_bytes_sent();
     eprintln!("boot chain: power cut after {before} of {payload_size} payload bytes were sent");
-    // Nothing flipped: A stays first.
-    assert_eq!(board.env(), contract("A B", "2", "3"));
+    // Nothing flipped: A stays first, with its try given back; B, being
+    // written, is out of U-Boot's reach.
+    assert_eq!(board.env(), contract("A", "3", "0"));
 
     server.clear_faults();
     server.reset_stats();
@@ -863,7 +889,7 @@ fn power_cut_during_install_resumes() {
     expect_in_order(
         &console,
         &[
-            "seesaw: booting slot A (tries left 1)",
+            "seesaw: booting slot A (tries left 2)",
             "SEESAW-QEMU: booted slot A image 1.0.0",
             "SEESAW-QEMU: an install was cut off",
             "SEESAW-QEMU: status ",
@@ -886,7 +912,7 @@ fn power_cut_during_install_resumes() {
     );
 
     // B is next with full tries, and slot B holds exactly the image.
-    assert_eq!(board.env(), contract("B A", "1", "3"));
+    assert_eq!(board.env(), contract("B A", "3", "3"));
     let image = &bed.releases["2.0.0"];
     let len = std::fs::metadata(image).unwrap().len();
     assert_eq!(
