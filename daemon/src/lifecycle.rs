@@ -220,6 +220,10 @@ pub fn step(s: &Situation<'_>, event: Event) -> Result<Vec<Action>, Refusal> {
             let mut actions = vec![Action::BeginJournal(target)];
             let updates = boot.begin_install(target);
             if !updates.is_empty() {
+                // Twice: both copies of a redundant environment then say
+                // so, and losing the newer copy cannot bring the target
+                // back within U-Boot's reach.
+                actions.push(Action::WriteEnv(updates.clone()));
                 actions.push(Action::WriteEnv(updates));
             }
             if state.pending.as_ref().is_some_and(|p| p.slot == target) {
@@ -529,7 +533,13 @@ fn started(s: &Situation<'_>, ph: Phase) -> Vec<Action> {
         updates.push((VAR_FLOOR, floor.to_string()));
     }
     let mut actions = Vec::new();
-    if !updates.is_empty() {
+    if resume {
+        // A slot that may be partial: both copies of the environment must
+        // keep it out of reach, even if the install's own second write was
+        // cut off (an empty write refreshes the older copy).
+        actions.push(Action::WriteEnv(updates));
+        actions.push(Action::WriteEnv(Vec::new()));
+    } else if !updates.is_empty() {
         actions.push(Action::WriteEnv(updates));
     }
     if state != *s.state {
@@ -761,7 +771,10 @@ mod tests {
         for flipped in [false, true] {
             let st = pending(B, flipped, None);
             let actions = run(&st, A, &boot(&[A, B], 3, 0), Some(B), Event::Started).unwrap();
-            assert!(env_writes(&actions).is_empty(), "{actions:?}");
+            // Nothing to change, but both copies are refreshed.
+            let writes = env_writes(&actions);
+            assert_eq!(writes.len(), 2, "{actions:?}");
+            assert!(writes.iter().all(|w| w.is_empty()), "{actions:?}");
             let s = saved(&actions)[0];
             assert!(s.pending.is_none());
             assert!(
@@ -985,6 +998,10 @@ mod tests {
             ),
             Ok(vec![
                 Action::BeginJournal(B),
+                Action::WriteEnv(vec![
+                    ("BOOT_ORDER", "A".into()),
+                    ("BOOT_B_LEFT", "0".into())
+                ]),
                 Action::WriteEnv(vec![
                     ("BOOT_ORDER", "A".into()),
                     ("BOOT_B_LEFT", "0".into())

@@ -917,6 +917,17 @@ impl Updater {
             }
             return Err(e);
         }
+        // The copy not in force must not let U-Boot boot the target either
+        // (it is what U-Boot reads if the newer copy is lost): if it does,
+        // a refresh write makes both copies agree.
+        if let Ok(Some(older)) = self.env.read_older_vars() {
+            if BootState::from_pairs(&older).left(target) > 0 {
+                if let Err(e) = self.write_env(&[]) {
+                    let _ = self.store.end_journal();
+                    return Err(e);
+                }
+            }
+        }
         let journal = JournalLog::new(&self.store, target, origin, manifest, resume, now);
         journal.flush();
         let written = FileSlot::open(self.config.slot_device(target))

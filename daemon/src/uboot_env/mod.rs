@@ -219,6 +219,13 @@ pub trait BootEnv {
     /// the updates.
     fn check_write(&self, updates: &[(&str, Option<&str>)]) -> Result<(), EnvError>;
 
+    /// The variables of the copy that is NOT in force, when there is a
+    /// second valid copy (a redundant environment); `None` otherwise. What
+    /// U-Boot would see if the current copy were lost.
+    fn read_older_vars(&self) -> Result<Option<Vec<(String, String)>>, EnvError> {
+        Ok(None)
+    }
+
     /// The value of `name` in the current copy, `None` if unset.
     fn read_var(&self, name: &str) -> Result<Option<String>, EnvError> {
         Ok(self
@@ -413,6 +420,18 @@ impl UbootEnv {
 }
 
 impl BootEnv for UbootEnv {
+    fn read_older_vars(&self) -> Result<Option<Vec<(String, String)>>, EnvError> {
+        let _lock = self.lock()?;
+        let copies = self.read_copies_locked()?;
+        let current = self.current(&copies)?;
+        if copies.len() != 2 || !copies[1 - current].is_valid() {
+            return Ok(None);
+        }
+        Ok(copies[1 - current]
+            .vars(&self.config.copies[1 - current].device)
+            .ok())
+    }
+
     fn check_write(&self, updates: &[(&str, Option<&str>)]) -> Result<(), EnvError> {
         validate_updates(updates)?;
         let _lock = self.lock()?;
