@@ -35,6 +35,13 @@ pub enum ClientError {
         /// The daemon's message.
         message: String,
     },
+    /// The bus refused the call: its policy lets only root call the
+    /// daemon's methods (`org.freedesktop.DBus.Error.AccessDenied`).
+    #[error("{command} needs root: the seesaw daemon accepts this call from root only ({ACCESS_DENIED})")]
+    NeedsRoot {
+        /// The command that was refused, e.g. `install` or `mark-good`.
+        command: String,
+    },
     /// The runtime for the client could not be started.
     #[error("cannot start the D-Bus client: {0}")]
     Runtime(std::io::Error),
@@ -56,29 +63,38 @@ impl ClientError {
                 Some("AccessDenied") => exit::FAILURE,
                 _ => exit::FAILURE,
             },
+            ClientError::NeedsRoot { .. } => exit::FAILURE,
             _ => exit::FAILURE,
         }
     }
 }
 
-fn refused(e: zbus::Error) -> ClientError {
-    match e {
+/// The D-Bus error a bus returns for a call its policy denies.
+const ACCESS_DENIED: &str = "org.freedesktop.DBus.Error.AccessDenied";
+
+/// Maps the error of a call made for `command` (a CLI command name). A
+/// denial by the bus becomes [`ClientError::NeedsRoot`]: the bus's own
+/// message is a dump of the rule that matched, which tells a user nothing.
+fn refused(command: impl Into<String>) -> impl FnOnce(zbus::Error) -> ClientError {
+    move |e| match e {
+        zbus::Error::MethodError(name, _, _) if name.as_str() == ACCESS_DENIED => {
+            ClientError::NeedsRoot {
+                command: command.into(),
+            }
+        }
+        zbus::Error::FDO(fdo) if matches!(*fdo, zbus::fdo::Error::AccessDenied(_)) => {
+            ClientError::NeedsRoot {
+                command: command.into(),
+            }
+        }
         zbus::Error::MethodError(name, message, _) => ClientError::Refused {
             name: name.to_string(),
             message: message.unwrap_or_default(),
         },
-        zbus::Error::FDO(fdo) => {
-            let text = fdo.to_string();
-            ClientError::Refused {
-                name: match &*fdo {
-                    zbus::fdo::Error::AccessDenied(_) => {
-                        "org.freedesktop.DBus.Error.AccessDenied".into()
-                    }
-                    _ => "org.freedesktop.DBus.Error.Failed".into(),
-                },
-                message: text,
-            }
-        }
+        zbus::Error::FDO(fdo) => ClientError::Refused {
+            name: "org.freedesktop.DBus.Error.Failed".into(),
+            message: fdo.to_string(),
+        },
         other => ClientError::Bus(other),
     }
 }
@@ -138,7 +154,7 @@ impl Client {
             proxy
                 .install(&bundle, options)
                 .await
-                .map_err(refused)?;
+                .map_err(refused("install"))?;
             let bar = ProgressView::new(json);
             loop {
                 tokio::select! {
@@ -177,7 +193,7 @@ impl Client {
                 .await?
                 .cancel()
                 .await
-                .map_err(refused)
+                .map_err(refused("cancel"))
         })
     }
 
@@ -188,7 +204,7 @@ impl Client {
                 .await?
                 .mark(state, slot)
                 .await
-                .map_err(refused)
+                .map_err(refused(format!("mark-{state}")))
         })
     }
 
