@@ -10,18 +10,62 @@
 #   algorithm → commit → status.
 #
 # Usage: tests/simulated-board.sh [WORKDIR]   (default: work/simulated-board)
-# Environment: SEESAW_ROOTFS_TREE=DIR uses DIR as the root filesystem tree
-# instead of one assembled from this machine's /usr/bin, /usr/sbin and /etc.
+# Environment: SEESAW_ROOTFS_TREE=DIR uses DIR, whole, as the root filesystem
+# tree instead of one assembled from this machine's /usr/bin, /usr/sbin and
+# /etc.
+#
+# Sizes: the image is 512 MiB and the tree fills at most 3/4 of it (the rest
+# is ext4's inode tables and journal, and v2's changes). The assembled tree
+# takes this machine's files in path order, each while it still fits that
+# budget, so it fits on any machine and is the same on every run. A
+# SEESAW_ROOTFS_TREE that needs more makes the image grow, in 64 MiB steps,
+# to 4/3 of the tree. The slots are the image plus 256 MiB.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 work=${1:-$repo/work/simulated-board}
 image_mib=512
-slot_mib=768
+block=4096
+# mkfs.ext4's default: one inode per 16 KiB of file system.
+inode_ratio=16384
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 now() { date +%s.%N; }
 secs() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
+
+# Entries under DIRS... (relative to the current directory), NUL-separated,
+# in path order, each as "PATH<TAB>TYPE<TAB>BYTES".
+entries() {
+    { find "$@" -xdev \( -type d -o -type f -o -type l \) -printf '%p\t%y\t%s\0' 2>/dev/null || true; } |
+        LC_ALL=C sort -z
+}
+
+# Picks from entries() on stdin what fits MAX_BYTES of file blocks and
+# MAX_INODES inodes: every directory, and each file or symlink, in path order,
+# that still fits. Prints the chosen paths NUL-separated and, on fd 3,
+# "TAKEN LEFT_OUT BYTES" (files and symlinks; bytes in whole blocks).
+pick() {
+    local max_bytes=$1 max_inodes=$2 used=0 inodes=0 taken=0 left=0 rec rest path kind size blocks
+    while IFS= read -r -d '' rec; do
+        size=${rec##*$'\t'}
+        rest=${rec%$'\t'*}
+        kind=${rest##*$'\t'}
+        path=${rest%$'\t'*}
+        if [[ $kind != d ]]; then
+            blocks=0
+            [[ $kind == f ]] && blocks=$(((size + block - 1) / block * block))
+            if ((used + blocks > max_bytes || inodes + 1 > max_inodes)); then
+                left=$((left + 1))
+                continue
+            fi
+            used=$((used + blocks))
+            taken=$((taken + 1))
+        fi
+        inodes=$((inodes + 1))
+        printf '%s\0' "$path"
+    done
+    echo "$taken $left $used" >&3
+}
 
 command -v cargo >/dev/null || { echo "cargo not found: install Rust (rustup) first" >&2; exit 1; }
 if ! command -v fw_printenv >/dev/null || ! command -v mkfs.ext4 >/dev/null || ! command -v openssl >/dev/null; then
@@ -43,17 +87,44 @@ rm -rf "$work"
 mkdir -p "$work"
 cd "$work"
 
-step "Build two real ext4 root filesystem images (${image_mib} MiB, mkfs.ext4 -d)"
+step "Assemble the root filesystem tree"
 t=$(now)
 mkdir -p tree-v1
+# The tree may fill 3/4 of the image, in bytes and in inodes.
 if [[ -n ${SEESAW_ROOTFS_TREE:-} ]]; then
+    [[ -d $SEESAW_ROOTFS_TREE ]] || { echo "SEESAW_ROOTFS_TREE=$SEESAW_ROOTFS_TREE is not a directory" >&2; exit 1; }
     cp -a "$SEESAW_ROOTFS_TREE"/. tree-v1/
+    # What the tree needs, plus v2's blob and a block more for ~1% of its
+    # files; the image is 4/3 of that, in bytes and in inodes, in 64 MiB steps.
+    need_mib=$(find tree-v1 \( -type d -o -type f -o -type l \) -printf '%y %s\n' |
+        awk -v blk="$block" -v r="$inode_ratio" '
+            { n++; if ($1 == "f") b += int(($2 + blk - 1) / blk) * blk }
+            END { b += 3 * 1048576 + n / 100 * blk
+                  m = b * 4 / 3 / 1048576; i = n * r * 4 / 3 / 1048576; if (i > m) m = i
+                  printf "%d", int((m + 63) / 64) * 64 }')
+    if ((need_mib > image_mib)); then
+        image_mib=$need_mib
+    fi
+    echo "tree: $SEESAW_ROOTFS_TREE (SEESAW_ROOTFS_TREE), whole; image ${image_mib} MiB"
 else
-    # A real tree: this machine's programs and configuration.
-    tar -C / -cf - usr/bin usr/sbin etc 2>/dev/null | tar -C tree-v1 -xf - 2>/dev/null || true
+    # A real tree: this machine's programs and configuration, cut to fit.
+    budget=$((image_mib * 1048576 * 3 / 4))
+    max_inodes=$((image_mib * 1048576 / inode_ratio * 3 / 4))
+    (cd / && entries usr/bin usr/sbin etc) | pick "$budget" "$max_inodes" >picked.list 3>picked.txt
+    read -r taken left used <picked.txt
+    tar -C / --null --no-recursion -T picked.list -cf - 2>/dev/null | tar -C tree-v1 -xf - 2>/dev/null || true
+    rm -f picked.list picked.txt
+    echo "tree: $taken files and links of this machine's /usr/bin, /usr/sbin and /etc in path order," \
+        "$((used / 1048576)) MiB (the budget is $((budget / 1048576)) MiB);" \
+        "$left left out to fit the ${image_mib} MiB image"
 fi
+slot_mib=$((image_mib + 256))
 mkdir -p tree-v1/etc
 echo "VERSION=1.0.0" >tree-v1/etc/seesaw-release
+echo "assembled in $(secs "$t") s"
+
+step "Build two real ext4 root filesystem images (${image_mib} MiB, mkfs.ext4 -d)"
+t=$(now)
 # v2: the same tree with about 1% of its files changed, as a rebuild would.
 cp -a tree-v1 tree-v2
 echo "VERSION=2.0.0" >tree-v2/etc/seesaw-release
