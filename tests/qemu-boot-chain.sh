@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # The real boot chain in QEMU: U-Boot, the env-file boot script, Debian's
-# kernel, systemd and seesaw, with a hardware watchdog. Four scenarios:
-# update and commit, health failure, hung slot (watchdog), power cut.
-# See tests/qemu/README.md. Prints the wall time of every scenario.
+# kernel, systemd and seesaw, with a hardware watchdog. Five scenarios:
+# update and commit (then five reboots of the committed slot), health
+# failure, hung slot (watchdog), power cut during an install, power cuts
+# during U-Boot's write of the environment. See tests/qemu/README.md.
+# Prints the wall time of every scenario.
 #
-# Usage: bash tests/qemu-boot-chain.sh [TEST_NAME_FILTER]
-#   Guest parts are cached in work/qemu/cache (delete it to rebuild);
-#   console logs go to work/qemu/logs.
+# Usage: bash tests/qemu-boot-chain.sh [TEST_NAME_FILTER...]
+#   Guest parts, keys, slot images and bundles are cached in work/qemu/cache
+#   (delete it to rebuild); console logs go to work/qemu/logs.
+#   SEESAW_CUT_SEED=N repeats the power cut delays of an earlier run.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"

@@ -45,7 +45,9 @@ mirror() {
 # Root file system
 # ---------------------------------------------------------------------------
 # The stamp names the inputs: a change to the guest configuration rebuilds.
-guest_sum=$( (cd "$here" && find guest build-guest.sh -type f -print0 | sort -z | xargs -0 sha256sum) | sha256sum | cut -c1-16)
+# (and the host's libubootenv, whose fw_printenv the board gets, see below).
+guest_sum=$( (cd "$here" && find guest build-guest.sh -type f -print0 | sort -z | xargs -0 sha256sum
+    dpkg-query -W libubootenv-tool libubootenv0.1) | sha256sum | cut -c1-16)
 if [ "$(cat "$cache/rootfs.stamp" 2>/dev/null)" != "$guest_sum" ]; then
     start=$SECONDS
     if [ ! -f "$cache/debootstrap.done" ]; then
@@ -84,6 +86,19 @@ if [ "$(cat "$cache/rootfs.stamp" 2>/dev/null)" != "$guest_sum" ]; then
     chroot "$r" systemctl mask systemd-networkd-wait-online.service \
         apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer e2scrub_reap.service \
         fstrim.timer >/dev/null 2>&1 || true
+    # Test board only: the real fw_printenv (Debian's libubootenv-tool, the
+    # same package and version the host's test uses), so that the test step
+    # can print the environment pair as libubootenv reads it after seesaw
+    # started. Only the reader: nothing on the board but seesaw writes the
+    # environment. Taken from the host's installed package (zlib, its only
+    # other dependency, is in the root already).
+    for f in /usr/bin/fw_printenv $(dpkg -L libubootenv0.1 | grep '/libubootenv\.so'); do
+        cp -a "$f" "$r$f"
+    done
+    chroot "$r" fw_printenv -h >/dev/null 2>&1 || {
+        echo "build-guest: fw_printenv does not run in the guest root" >&2
+        exit 1
+    }
     # /boot is the FAT boot partition in Linux; the kernel and initramfs that
     # U-Boot loads live in the slot's own /boot below it.
     mkdir -p "$r/boot" "$r/var/lib/seesaw"
