@@ -20,7 +20,7 @@ echo "== Yocto layer: oelint-adv, crates .inc in sync, layout consistency"
 bash tests/yocto-checks.sh
 echo "== cargo deny: licenses, bans, sources"
 bash tests/deny.sh
-echo "== boot chain in QEMU: commit, health rollback, watchdog rollback, power cut"
+echo "== boot chain in QEMU: commit and five reboots, health rollback, watchdog rollback, power cut, power cuts in U-Boot's environment write"
 bash tests/qemu-boot-chain.sh
 echo "== cargo test"
 cargo test --workspace 2>&1
