@@ -14,20 +14,17 @@ use seesaw::uboot_env::{BootEnv, EnvError, UbootEnv};
 use seesaw::updater::{UpdateError, Updater};
 
 fn env(b: &Board) -> UbootEnv {
-    UbootEnv::open(&b.path("fw_env.config"))
-        .unwrap()
-        .with_lock_file(None)
+    b.env()
 }
 
 fn updater(b: &Board) -> Updater {
-    let config = b.path("seesaw.toml");
-    let mut u = Updater::with_env(Config::load(&config).unwrap(), &config, Box::new(env(b)));
+    let mut u = b.updater();
     u.record_failures(true);
     u
 }
 
 fn var(b: &Board, name: &str) -> Option<String> {
-    env(b).read_var(name).unwrap()
+    b.var(name)
 }
 
 /// Power-on (the boot script on the real environment), then the daemon's

@@ -13,18 +13,15 @@ use seesaw::uboot_env::{BootEnv, EnvError, UbootEnv};
 use seesaw::updater::{UpdateError, Updater};
 
 fn env(b: &Board) -> UbootEnv {
-    UbootEnv::open(&b.path("fw_env.config"))
-        .unwrap()
-        .with_lock_file(None)
+    b.env()
 }
 
 fn updater(b: &Board) -> Updater {
-    let config = b.path("seesaw.toml");
-    Updater::with_env(Config::load(&config).unwrap(), &config, Box::new(env(b)))
+    b.updater()
 }
 
 fn var(b: &Board, name: &str) -> Option<String> {
-    env(b).read_var(name).unwrap()
+    b.var(name)
 }
 
 /// One power-on as the boot script does it; writes the command line.

@@ -190,6 +190,28 @@ impl Board {
     }
 
     /// Everything bad input must not change.
+    /// The board's real environment, without the system's lock file.
+    pub fn env(&self) -> UbootEnv {
+        UbootEnv::open(&self.path("fw_env.config"))
+            .unwrap()
+            .with_lock_file(None)
+    }
+
+    /// An updater for this board on its real environment.
+    pub fn updater(&self) -> Updater {
+        let config = self.path("seesaw.toml");
+        Updater::with_env(
+            Config::load(&config).unwrap(),
+            &config,
+            Box::new(self.env()),
+        )
+    }
+
+    /// The value of `name` in the board's environment.
+    pub fn var(&self, name: &str) -> Option<String> {
+        seesaw::uboot_env::BootEnv::read_var(&self.env(), name).unwrap()
+    }
+
     pub fn snapshot(&self) -> Vec<(String, Vec<u8>)> {
         ["slot-a.img", "uboot.env", "data/state.json"]
             .iter()
