@@ -45,8 +45,8 @@ use std::sync::Mutex;
 
 use sha2::{Digest, Sha256};
 
-/// Bytes per block.
-pub const BLOCK_SIZE: u64 = 4096;
+/// Bytes per block (a property of the manifest's block store format).
+pub use crate::manifest::BLOCK_SIZE;
 /// Distinct blocks per frame written by [`build`].
 pub const FRAME_BLOCKS: u32 = 16;
 /// Largest number of blocks a frame may hold when read (bounds memory).
@@ -78,6 +78,15 @@ pub enum BlockError {
     /// zstd failed to compress.
     #[error("failed to compress a block frame: {0}")]
     Compress(std::io::Error),
+}
+
+impl crate::failure::Classify for BlockError {
+    fn kind(&self) -> crate::failure::Kind {
+        match self {
+            BlockError::Malformed(_) => crate::failure::Kind::Rejected,
+            BlockError::Io { .. } | BlockError::Compress(_) => crate::failure::Kind::Io,
+        }
+    }
 }
 
 /// One frame of the block store.
@@ -743,6 +752,7 @@ impl<'a> Assembler<'a> {
                         InstallError::ReadPayload {
                             index: chunk,
                             source_name: self.planned.name(),
+                            kind: self.planned.read_failure(),
                             source,
                         }
                     })?;
@@ -755,6 +765,7 @@ impl<'a> Assembler<'a> {
                         .map_err(|source| InstallError::ReadPayload {
                             index: chunk,
                             source_name: self.planned.name(),
+                            kind: self.planned.read_failure(),
                             source,
                         })?
                 };
@@ -859,6 +870,7 @@ impl<'a> Assembler<'a> {
                         .map_err(|source| InstallError::ReadPayload {
                             index: i,
                             source_name: path.display().to_string(),
+                            kind: crate::failure::Kind::Io,
                             source,
                         })?;
                     k += n;
@@ -891,6 +903,35 @@ impl<'a> Assembler<'a> {
                 st.written_at[id] = pos as u64 * BLOCK_SIZE;
             }
         }
+    }
+}
+
+impl crate::install::ChunkSource for Assembler<'_> {
+    fn max_workers(&self) -> usize {
+        1
+    }
+
+    fn produce(
+        &self,
+        _: &mut crate::install::Scratch,
+        i: usize,
+        out: &mut [u8],
+    ) -> Result<(), crate::install::InstallError> {
+        self.fill(i, out, true)
+    }
+
+    fn retry(
+        &self,
+        _: &mut crate::install::Scratch,
+        i: usize,
+        out: &mut [u8],
+    ) -> Result<bool, crate::install::InstallError> {
+        log::warn!("chunk {i} built from local blocks did not verify; downloading its blocks");
+        self.fill(i, out, false).map(|()| true)
+    }
+
+    fn committed(&self, i: usize) {
+        self.commit(i)
     }
 }
 

@@ -104,6 +104,17 @@ pub enum BundleError {
     },
 }
 
+impl crate::failure::Classify for BundleError {
+    fn kind(&self) -> crate::failure::Kind {
+        match self {
+            BundleError::Io { .. } => crate::failure::Kind::Io,
+            BundleError::InvalidOption(_) => crate::failure::Kind::Usage,
+            // Everything else, an envelope that does not verify included.
+            _ => crate::failure::Kind::Rejected,
+        }
+    }
+}
+
 fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> BundleError + 'a {
     move |source| BundleError::Io {
         op,

@@ -18,35 +18,14 @@ use time::OffsetDateTime;
 use crate::bundle::{self, BundleError, CreateOptions, RawBundle};
 use crate::client::Client;
 use crate::config::{Config, DEFAULT_CONFIG_PATH};
+use crate::failure::{Classify, Kind};
 use crate::install::{Phase, Progress};
 use crate::slot::Slot;
 use crate::trust::{PrivateKey, PublicKey, Signer, TrustError};
 use crate::updater::{InstallOptions, UpdateError, Updater};
 
-/// Exit statuses of `seesaw`. Stable: scripts rely on them; never renumber.
-pub mod exit {
-    /// Success.
-    pub const OK: i32 = 0;
-    /// Any failure not listed below.
-    pub const FAILURE: i32 = 1;
-    /// Bad command-line usage (clap's own status).
-    pub const USAGE: i32 = 2;
-    /// The bundle was refused: signature, manifest, compatible, expiry,
-    /// anti-rollback, deny-list, size, or a chunk that failed its hash.
-    pub const REJECTED: i32 = 3;
-    /// The configuration or trust keys are unusable.
-    pub const CONFIG: i32 = 4;
-    /// The bootloader environment could not be read or written.
-    pub const ENVIRONMENT: i32 = 5;
-    /// A slot device, the state or another file could not be read or written.
-    pub const IO: i32 = 6;
-    /// The operation is not allowed in the device's current state.
-    pub const STATE: i32 = 7;
-    /// The install was cancelled.
-    pub const CANCELLED: i32 = 8;
-    /// The bundle could not be fetched (network, TLS, server, budget).
-    pub const NETWORK: i32 = 9;
-}
+/// Exit statuses of `seesaw` (defined with the failure kinds they stand for).
+pub use crate::failure::exit;
 
 /// A/B over-the-air updater for U-Boot boards.
 #[derive(Debug, Parser)]
@@ -310,35 +289,29 @@ pub enum BundleCommand {
     },
 }
 
-/// The exit status for an error chain produced by [`run`].
+/// The exit status for an error chain produced by [`run`]: the
+/// [`Kind`](crate::failure::Kind) of the first cause that is one of the
+/// library's typed errors, [`exit::FAILURE`] if none is.
 pub fn exit_status(err: &anyhow::Error) -> i32 {
-    for cause in err.chain() {
-        if let Some(e) = cause.downcast_ref::<UpdateError>() {
-            return exit_status_of(e);
-        }
-        if let Some(b) = cause.downcast_ref::<BundleError>() {
-            return bundle_status(b);
-        }
-        if cause.downcast_ref::<crate::config::ConfigError>().is_some() {
-            return exit::CONFIG;
-        }
-        if cause.downcast_ref::<TrustError>().is_some() {
-            return exit::CONFIG;
-        }
-        if let Some(e) = cause.downcast_ref::<crate::client::ClientError>() {
-            return e.exit_status();
-        }
-        if let Some(e) = cause.downcast_ref::<crate::fleet::FleetError>() {
-            use crate::fleet::FleetError;
-            return match e {
-                FleetError::Broker { .. } => exit::NETWORK,
-                FleetError::InvalidName { .. } | FleetError::BrokerUrl { .. } => exit::USAGE,
-                FleetError::Record { .. } => exit::IO,
-                _ => exit::CONFIG,
-            };
-        }
+    failure_kind(err).map_or(exit::FAILURE, Kind::exit_status)
+}
+
+/// The kind of the first typed cause in `err`'s chain.
+fn failure_kind(err: &anyhow::Error) -> Option<Kind> {
+    fn kind_of<E: Classify + std::error::Error + 'static>(
+        cause: &(dyn std::error::Error + 'static),
+    ) -> Option<Kind> {
+        cause.downcast_ref::<E>().map(Classify::kind)
     }
-    exit::FAILURE
+    err.chain().find_map(|cause| {
+        kind_of::<UpdateError>(cause)
+            .or_else(|| kind_of::<BundleError>(cause))
+            .or_else(|| kind_of::<crate::config::ConfigError>(cause))
+            .or_else(|| kind_of::<TrustError>(cause))
+            .or_else(|| kind_of::<crate::client::ClientError>(cause))
+            .or_else(|| kind_of::<crate::fleet::FleetError>(cause))
+            .or_else(|| kind_of::<crate::daemon::DaemonError>(cause))
+    })
 }
 
 /// The one line `seesaw` prints for an error: every cause of the chain, each
@@ -393,43 +366,6 @@ pub fn one_line(text: &str) -> String {
         out.push_str(l);
     }
     out
-}
-
-/// The exit status (and D-Bus `Completed` result) for an updater error.
-pub fn exit_status_of(e: &UpdateError) -> i32 {
-    use crate::install::InstallError;
-    match e {
-        UpdateError::Config(_) => exit::CONFIG,
-        UpdateError::Bundle(b) => bundle_status(b),
-        UpdateError::Manifest(_) => exit::REJECTED,
-        UpdateError::Env(_) | UpdateError::Slot(_) => exit::ENVIRONMENT,
-        UpdateError::State(_)
-        | UpdateError::ReadCmdline { .. }
-        | UpdateError::SlotDevice { .. } => exit::IO,
-        UpdateError::Install(InstallError::Cancelled) => exit::CANCELLED,
-        UpdateError::Install(
-            InstallError::ChunkHash { .. }
-            | InstallError::Decompress { .. }
-            | InstallError::TooLarge { .. }
-            | InstallError::ReadBackMismatch { .. },
-        ) => exit::REJECTED,
-        UpdateError::Install(InstallError::ReadPayload { source_name, .. })
-            if source_name.starts_with("http") =>
-        {
-            exit::NETWORK
-        }
-        UpdateError::Install(_) => exit::IO,
-        UpdateError::Refused(_) => exit::STATE,
-        UpdateError::Transport(_) => exit::NETWORK,
-    }
-}
-
-fn bundle_status(b: &BundleError) -> i32 {
-    match b {
-        BundleError::Io { .. } => exit::IO,
-        BundleError::InvalidOption(_) => exit::USAGE,
-        _ => exit::REJECTED,
-    }
 }
 
 /// Runs one command. Errors carry the typed cause for [`exit_status`].

@@ -12,6 +12,7 @@ use futures_util::StreamExt;
 use zbus::zvariant::Value;
 
 use crate::dbus::{Updater1Proxy, BUS_NAME};
+use crate::failure::Kind;
 
 /// Errors of talking to the daemon.
 #[derive(Debug, thiserror::Error)]
@@ -47,24 +48,18 @@ pub enum ClientError {
     Runtime(std::io::Error),
 }
 
-impl ClientError {
-    /// The CLI exit status for this error.
-    pub fn exit_status(&self) -> i32 {
-        use crate::cli::exit;
+impl crate::failure::Classify for ClientError {
+    /// A refusal by the daemon has the kind its D-Bus error name stands for;
+    /// a failed install, the kind of its `Completed` result.
+    fn kind(&self) -> Kind {
         match self {
-            ClientError::Failed { code, .. } => *code,
-            ClientError::Refused { name, .. } => match name.rsplit('.').next() {
-                Some("Rejected") => exit::REJECTED,
-                Some("Config") => exit::CONFIG,
-                Some("Environment") => exit::ENVIRONMENT,
-                Some("IO") => exit::IO,
-                Some("State") | Some("Busy") => exit::STATE,
-                Some("InvalidArgs") => exit::USAGE,
-                Some("AccessDenied") => exit::FAILURE,
-                _ => exit::FAILURE,
-            },
-            ClientError::NeedsRoot { .. } => exit::FAILURE,
-            _ => exit::FAILURE,
+            ClientError::Failed { code, .. } => {
+                Kind::from_exit_status(*code).unwrap_or(Kind::Internal)
+            }
+            ClientError::Refused { name, .. } => crate::dbus::kind_of_error_name(name),
+            ClientError::NeedsRoot { .. } | ClientError::Bus(_) | ClientError::Runtime(_) => {
+                Kind::Internal
+            }
         }
     }
 }

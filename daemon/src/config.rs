@@ -97,6 +97,12 @@ pub enum ConfigError {
     },
 }
 
+impl crate::failure::Classify for ConfigError {
+    fn kind(&self) -> crate::failure::Kind {
+        crate::failure::Kind::Config
+    }
+}
+
 /// One slot's device.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -199,7 +205,7 @@ pub struct Config {
     pub health: HealthConfig,
     /// HTTPS sources.
     #[serde(default)]
-    pub network: crate::transport::NetworkConfig,
+    pub network: NetworkConfig,
     /// The fleet link (MQTT); absent = no fleet link.
     #[serde(default)]
     pub fleet: Option<FleetConfig>,
@@ -399,6 +405,101 @@ impl Config {
             });
         }
         TrustPolicy::new(roles).map_err(err)
+    }
+}
+
+/// The `[network]` section of the configuration.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkConfig {
+    /// CA certificates (PEM) that server certificates must chain to. The
+    /// system's trust store is never used.
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+    /// The device certificate (PEM) for mutual TLS.
+    #[serde(default)]
+    pub client_cert: Option<PathBuf>,
+    /// Its private key (PEM, PKCS#8 or SEC1).
+    #[serde(default)]
+    pub client_key: Option<PathBuf>,
+    /// Seconds to establish a connection.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: u64,
+    /// Seconds without a single byte before a read fails.
+    #[serde(default = "default_read_timeout")]
+    pub read_timeout: u64,
+    /// Bytes per second the download must average over `throughput_window`.
+    #[serde(default = "default_min_throughput")]
+    pub min_throughput: u64,
+    /// Seconds over which the throughput is averaged.
+    #[serde(default = "default_throughput_window")]
+    pub throughput_window: u64,
+    /// Reconnections allowed per stream after a failure, before giving up.
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    /// Whether plain `http://` sources are allowed (the signature still
+    /// protects the content; TLS protects privacy and availability).
+    #[serde(default)]
+    pub allow_http: bool,
+    /// Refuse an install that would download more than this many bytes,
+    /// every byte received counted (envelope, index, payload, and bytes a
+    /// server sends again after a drop); for metered links; 0 = no limit.
+    #[serde(default)]
+    pub max_download_bytes: u64,
+    /// Whether a network layout with a block store is installed as a delta
+    /// from the running slot (when that downloads less than the full
+    /// payload). `false` always downloads the full payload.
+    #[serde(default = "default_delta")]
+    pub delta: bool,
+    /// Wanted ranges of a file at most this many bytes apart are fetched in
+    /// one request, the bytes between read and dropped: fewer round trips on
+    /// a slow link for a few more bytes (4096 by default; on a link with a
+    /// long round trip, 65536 trades about 2x the bytes of a delta for 3x
+    /// fewer requests). 0 joins only adjacent ranges.
+    #[serde(default = "default_coalesce_gap")]
+    pub coalesce_gap: u64,
+}
+
+fn default_coalesce_gap() -> u64 {
+    4096
+}
+
+fn default_delta() -> bool {
+    true
+}
+
+fn default_connect_timeout() -> u64 {
+    15
+}
+fn default_read_timeout() -> u64 {
+    30
+}
+fn default_min_throughput() -> u64 {
+    4096
+}
+fn default_throughput_window() -> u64 {
+    30
+}
+fn default_retries() -> u32 {
+    8
+}
+
+impl Default for NetworkConfig {
+    fn default() -> NetworkConfig {
+        NetworkConfig {
+            ca: None,
+            client_cert: None,
+            client_key: None,
+            connect_timeout: default_connect_timeout(),
+            read_timeout: default_read_timeout(),
+            min_throughput: default_min_throughput(),
+            throughput_window: default_throughput_window(),
+            retries: default_retries(),
+            allow_http: false,
+            max_download_bytes: 0,
+            delta: true,
+            coalesce_gap: default_coalesce_gap(),
+        }
     }
 }
 

@@ -32,6 +32,15 @@ pub enum DaemonError {
     Runtime(std::io::Error),
 }
 
+impl crate::failure::Classify for DaemonError {
+    fn kind(&self) -> crate::failure::Kind {
+        match self {
+            DaemonError::Update(e) => e.kind(),
+            DaemonError::Bus(_) | DaemonError::Runtime(_) => crate::failure::Kind::Internal,
+        }
+    }
+}
+
 /// How to run the daemon.
 #[derive(Debug, Clone)]
 pub struct DaemonOptions {

@@ -19,6 +19,7 @@ use time::OffsetDateTime;
 use zbus::object_server::SignalEmitter;
 use zbus::zvariant::{OwnedValue, Value};
 
+use crate::failure::{Classify, Kind};
 use crate::install::{Phase as WritePhase, Progress};
 use crate::slot::Slot;
 use crate::updater::{InstallOptions, UpdateError, Updater};
@@ -55,20 +56,45 @@ pub enum ServiceError {
     State(String),
     /// Arguments that make no sense (unknown mark state, slot name, option).
     InvalidArgs(String),
+    /// Anything else: a bug in seesaw, such as a worker that panicked.
+    Failed(String),
 }
 
 impl ServiceError {
     fn from_update(e: &UpdateError) -> ServiceError {
-        use crate::cli::exit;
-        let msg = format!("{e:#}");
-        match crate::cli::exit_status_of(e) {
-            exit::REJECTED => ServiceError::Rejected(msg),
-            exit::CONFIG => ServiceError::Config(msg),
-            exit::ENVIRONMENT => ServiceError::Environment(msg),
-            exit::STATE => ServiceError::State(msg),
-            _ => ServiceError::IO(msg),
-        }
+        service_error(e.kind(), format!("{e:#}"))
     }
+}
+
+/// The D-Bus error for a failure of `kind`: the one mapping from
+/// [`Kind`] to the `org.seesaw.Updater1.Error.*` names. A cancelled or
+/// network failure is `IO`; [`Kind::Internal`] is `Failed`.
+pub fn service_error(kind: Kind, message: String) -> ServiceError {
+    match kind {
+        Kind::Usage => ServiceError::InvalidArgs(message),
+        Kind::Rejected => ServiceError::Rejected(message),
+        Kind::Config => ServiceError::Config(message),
+        Kind::Environment => ServiceError::Environment(message),
+        Kind::Io | Kind::Cancelled | Kind::Network => ServiceError::IO(message),
+        Kind::State => ServiceError::State(message),
+        Kind::Busy => ServiceError::Busy(message),
+        Kind::Internal => ServiceError::Failed(message),
+    }
+}
+
+/// The kind a D-Bus error name stands for, the inverse of
+/// [`service_error`]: the first kind of [`Kind::ALL`] whose error has the
+/// same last component (so `org.freedesktop.DBus.Error.InvalidArgs`, the
+/// bus's own refusal of bad arguments, is [`Kind::Usage`] too);
+/// [`Kind::Internal`] for any other name.
+pub fn kind_of_error_name(name: &str) -> Kind {
+    use zbus::DBusError;
+    let last = |n: &str| n.rsplit('.').next().unwrap_or_default().to_string();
+    let wanted = last(name);
+    Kind::ALL
+        .into_iter()
+        .find(|k| last(service_error(*k, String::new()).name().as_str()) == wanted)
+        .unwrap_or(Kind::Internal)
 }
 
 /// What clients can read, shared with the worker threads.
@@ -559,15 +585,7 @@ async fn run_install(
         }
     };
     let (result, ()) = tokio::join!(work, forward);
-    let result = result.unwrap_or_else(|e| {
-        Err(UpdateError::Install(
-            crate::install::InstallError::ReadPayload {
-                index: 0,
-                source_name: "worker".into(),
-                source: std::io::Error::other(e.to_string()),
-            },
-        ))
-    });
+    let result = result.unwrap_or_else(|e| Err(UpdateError::panicked("install", e)));
     let (code, message) = match &result {
         Ok(r) => {
             let m = format!(
@@ -594,7 +612,7 @@ async fn run_install(
                 Some(&format!("{e:#}")),
                 &m,
             );
-            (crate::cli::exit_status_of(e), m)
+            (e.kind().exit_status(), m)
         }
     };
     let operation = tokio::task::spawn_blocking(move || {
@@ -659,4 +677,52 @@ pub trait Updater1 {
     /// `Completed`.
     #[zbus(signal)]
     fn completed(&self, result: i32, message: String) -> zbus::Result<()>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zbus::DBusError;
+
+    #[test]
+    fn error_names_stay_as_documented() {
+        let table = [
+            (Kind::Usage, "InvalidArgs"),
+            (Kind::Rejected, "Rejected"),
+            (Kind::Config, "Config"),
+            (Kind::Environment, "Environment"),
+            (Kind::Io, "IO"),
+            (Kind::State, "State"),
+            (Kind::Busy, "Busy"),
+            (Kind::Cancelled, "IO"),
+            (Kind::Network, "IO"),
+            (Kind::Internal, "Failed"),
+        ];
+        for (kind, name) in table {
+            let e = service_error(kind, "m".into());
+            assert_eq!(
+                e.name().as_str(),
+                format!("org.seesaw.Updater1.Error.{name}")
+            );
+            assert_eq!(e.description(), Some("m"));
+        }
+    }
+
+    #[test]
+    fn every_error_name_maps_back_to_a_kind_with_the_same_exit_status() {
+        for kind in Kind::ALL {
+            let name = service_error(kind, String::new()).name().to_string();
+            let back = kind_of_error_name(&name);
+            assert_eq!(service_error(back, String::new()).name().as_str(), name);
+        }
+        assert_eq!(kind_of_error_name("org.seesaw.Updater1.Error.IO"), Kind::Io);
+        assert_eq!(
+            kind_of_error_name("org.freedesktop.DBus.Error.InvalidArgs"),
+            Kind::Usage
+        );
+        assert_eq!(
+            kind_of_error_name("org.freedesktop.DBus.Error.AccessDenied"),
+            Kind::Internal
+        );
+    }
 }

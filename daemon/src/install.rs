@@ -50,6 +50,9 @@ pub enum InstallError {
         index: usize,
         /// The payload source.
         source_name: String,
+        /// What the failed read is: [`PayloadSource::read_failure`] of the
+        /// source.
+        kind: crate::failure::Kind,
         /// The I/O error.
         source: std::io::Error,
     },
@@ -128,12 +131,37 @@ pub enum InstallError {
     Cancelled,
 }
 
+impl crate::failure::Classify for InstallError {
+    fn kind(&self) -> crate::failure::Kind {
+        match self {
+            InstallError::ReadPayload { kind, .. } => *kind,
+            InstallError::Cancelled => crate::failure::Kind::Cancelled,
+            InstallError::ChunkHash { .. }
+            | InstallError::Decompress { .. }
+            | InstallError::TooLarge { .. }
+            | InstallError::ReadBackMismatch { .. } => crate::failure::Kind::Rejected,
+            InstallError::OpenSlot { .. }
+            | InstallError::WriteSlot { .. }
+            | InstallError::Flush { .. }
+            | InstallError::ReadBack { .. } => crate::failure::Kind::Io,
+        }
+    }
+}
+
 /// Where stored chunks come from: random access by byte offset.
 pub trait PayloadSource: Sync {
     /// Fills `buf` with the bytes at `offset`. Errors if fewer are available.
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()>;
     /// A name for messages (path or URL).
     fn name(&self) -> String;
+    /// What a failed read of this source is: [`Kind::Io`] for a local file
+    /// (the default), [`Kind::Network`] for a remote one.
+    ///
+    /// [`Kind::Io`]: crate::failure::Kind::Io
+    /// [`Kind::Network`]: crate::failure::Kind::Network
+    fn read_failure(&self) -> crate::failure::Kind {
+        crate::failure::Kind::Io
+    }
 }
 
 /// A payload inside a local file (a one-file bundle).
@@ -484,6 +512,7 @@ impl ChunkSource for StoredChunks<'_> {
             .map_err(|e| InstallError::ReadPayload {
                 index: i,
                 source_name: self.source.name(),
+                kind: self.source.read_failure(),
                 source: e,
             })?;
         match img.compression {
@@ -511,25 +540,6 @@ impl ChunkSource for StoredChunks<'_> {
             }
         }
         Ok(())
-    }
-}
-
-impl ChunkSource for crate::blocks::Assembler<'_> {
-    fn max_workers(&self) -> usize {
-        1
-    }
-
-    fn produce(&self, _: &mut Scratch, i: usize, out: &mut [u8]) -> Result<(), InstallError> {
-        self.fill(i, out, true)
-    }
-
-    fn retry(&self, _: &mut Scratch, i: usize, out: &mut [u8]) -> Result<bool, InstallError> {
-        log::warn!("chunk {i} built from local blocks did not verify; downloading its blocks");
-        self.fill(i, out, false).map(|()| true)
-    }
-
-    fn committed(&self, i: usize) {
-        self.commit(i)
     }
 }
 

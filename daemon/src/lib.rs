@@ -36,6 +36,7 @@ pub mod config;
 pub mod daemon;
 pub mod dbus;
 pub mod events;
+pub mod failure;
 pub mod fleet;
 pub mod health;
 pub mod install;

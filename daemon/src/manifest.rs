@@ -60,6 +60,9 @@ pub const MAX_CHUNK_SIZE: u64 = 64 * 1024 * 1024;
 pub const MAX_PAYLOAD_BYTES: u64 = 1 << 40;
 /// The only slot class of this format: the root filesystem.
 pub const SLOT_CLASS_ROOTFS: &str = "rootfs";
+/// Bytes per block of a delta block store (`images[].blocks.block_size`
+/// must be this; see [`crate::blocks`]).
+pub const BLOCK_SIZE: u64 = 4096;
 
 /// Errors found in a (verified) manifest or when checking it against a device.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -113,6 +116,12 @@ pub enum ManifestError {
         /// Slot size in bytes.
         slot_size: u64,
     },
+}
+
+impl crate::failure::Classify for ManifestError {
+    fn kind(&self) -> crate::failure::Kind {
+        crate::failure::Kind::Rejected
+    }
 }
 
 /// How chunks are stored in the payload.
@@ -392,7 +401,7 @@ impl Manifest {
             if img.payload_file.is_none() {
                 return bad("a block store is only valid in the network layout".into());
             }
-            if b.block_size != crate::blocks::BLOCK_SIZE || img.chunk_size % b.block_size != 0 {
+            if b.block_size != BLOCK_SIZE || img.chunk_size % b.block_size != 0 {
                 return bad(format!(
                     "block size {} is not 4096 or does not divide the chunk size",
                     b.block_size

@@ -83,6 +83,14 @@ pub enum SlotError {
     NoSlotArgument,
 }
 
+impl crate::failure::Classify for SlotError {
+    /// The boot contract's values come from the environment and the
+    /// command line the bootloader wrote.
+    fn kind(&self) -> crate::failure::Kind {
+        crate::failure::Kind::Environment
+    }
+}
+
 impl FromStr for Slot {
     type Err = SlotError;
     fn from_str(s: &str) -> Result<Slot, SlotError> {

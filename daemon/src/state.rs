@@ -51,6 +51,12 @@ pub enum StateError {
     },
 }
 
+impl crate::failure::Classify for StateError {
+    fn kind(&self) -> crate::failure::Kind {
+        crate::failure::Kind::Io
+    }
+}
+
 /// What is installed in one slot.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]

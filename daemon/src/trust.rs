@@ -88,6 +88,24 @@ pub enum TrustError {
     InvalidPolicy(String),
 }
 
+impl crate::failure::Classify for TrustError {
+    /// A key or policy that cannot be used is a configuration problem; an
+    /// envelope that does not verify is a refused bundle.
+    fn kind(&self) -> crate::failure::Kind {
+        match self {
+            TrustError::ReadKey { .. }
+            | TrustError::BadKey { .. }
+            | TrustError::EncodeKey(_)
+            | TrustError::ExternalSigner { .. }
+            | TrustError::InvalidPolicy(_) => crate::failure::Kind::Config,
+            TrustError::MalformedEnvelope(_)
+            | TrustError::WrongPayloadType { .. }
+            | TrustError::TooManySignatures(_)
+            | TrustError::ThresholdNotMet { .. } => crate::failure::Kind::Rejected,
+        }
+    }
+}
+
 /// An ed25519 public key trusted by a role.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PublicKey {

@@ -15,6 +15,7 @@ use time::OffsetDateTime;
 use crate::blocks::{Assembler, BlockIndex, LocalBlocks};
 use crate::bundle::{BundleError, RawBundle};
 use crate::config::{Config, ConfigError};
+use crate::failure::{Classify, Kind};
 use crate::install::{self, FileSlot, FileSource, InstallError, Progress};
 use crate::lifecycle::{self, Action, Event, Phase, Refusal, Situation};
 use crate::manifest::{format_time, DeviceFacts, Manifest, ManifestError};
@@ -69,6 +70,44 @@ pub enum UpdateError {
     /// Fetching over the network failed or was refused.
     #[error(transparent)]
     Transport(#[from] TransportError),
+    /// The thread running the operation panicked: a bug, not a fault of the
+    /// device or the bundle.
+    #[error("{operation} stopped unexpectedly: {reason}")]
+    Panicked {
+        /// What was running, e.g. `install`.
+        operation: String,
+        /// The panic's message.
+        reason: String,
+    },
+}
+
+impl UpdateError {
+    /// The error for an operation whose blocking task did not return (it
+    /// panicked or its runtime shut down).
+    pub fn panicked(operation: &str, e: tokio::task::JoinError) -> UpdateError {
+        UpdateError::Panicked {
+            operation: operation.to_string(),
+            reason: e.to_string(),
+        }
+    }
+}
+
+impl Classify for UpdateError {
+    fn kind(&self) -> Kind {
+        match self {
+            UpdateError::Config(e) => e.kind(),
+            UpdateError::Bundle(e) => e.kind(),
+            UpdateError::Manifest(e) => e.kind(),
+            UpdateError::Env(e) => e.kind(),
+            UpdateError::Slot(e) => e.kind(),
+            UpdateError::State(e) => e.kind(),
+            UpdateError::Install(e) => e.kind(),
+            UpdateError::ReadCmdline { .. } | UpdateError::SlotDevice { .. } => Kind::Io,
+            UpdateError::Refused(_) => Kind::State,
+            UpdateError::Transport(e) => e.kind(),
+            UpdateError::Panicked { .. } => Kind::Internal,
+        }
+    }
 }
 
 /// Options of an install.

@@ -465,7 +465,10 @@ fn a_tampered_index_is_refused_and_nothing_changes() {
         matches!(e, UpdateError::Bundle(bundle::BundleError::BlockIndex(_))),
         "{e:?}"
     );
-    assert_eq!(seesaw::cli::exit_status_of(&e), seesaw::cli::exit::REJECTED);
+    assert_eq!(
+        seesaw::failure::Classify::kind(&e).exit_status(),
+        seesaw::cli::exit::REJECTED
+    );
     d.assert_clean();
     assert_eq!(d.server.requests_for(BLOCKS), 0);
 }

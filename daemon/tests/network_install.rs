@@ -570,7 +570,10 @@ fn a_stall_repeated_retries_times_is_survived_one_more_is_not() {
         matches!(&e, UpdateError::Transport(TransportError::Fetch { .. })),
         "{e:?}"
     );
-    assert_eq!(seesaw::cli::exit_status_of(&e), seesaw::cli::exit::NETWORK);
+    assert_eq!(
+        seesaw::failure::Classify::kind(&e).exit_status(),
+        seesaw::cli::exit::NETWORK
+    );
     assert_eq!(n.server.stats().requests, 3);
     n.assert_clean();
 }
@@ -667,7 +670,10 @@ fn a_stall_in_the_payload_that_repeats_fails_cleanly() {
         matches!(&e, UpdateError::Install(InstallError::ReadPayload { .. })),
         "{e:?}"
     );
-    assert_eq!(seesaw::cli::exit_status_of(&e), seesaw::cli::exit::NETWORK);
+    assert_eq!(
+        seesaw::failure::Classify::kind(&e).exit_status(),
+        seesaw::cli::exit::NETWORK
+    );
     // 1 try + 3 retries from where the cut left it.
     let resumed = format!("bytes={}-", n.payload_start + cut);
     let tries = n
@@ -756,7 +762,10 @@ fn a_byte_corrupted_in_transit_is_never_written() {
             assert!(region.iter().all(|&b| b == 0), "chunk {k} was written");
             n.assert_clean();
             // The CLI calls it a refused bundle (a chunk failing its hash).
-            assert_eq!(seesaw::cli::exit_status_of(&e), seesaw::cli::exit::REJECTED);
+            assert_eq!(
+                seesaw::failure::Classify::kind(&e).exit_status(),
+                seesaw::cli::exit::REJECTED
+            );
         }
     }
 }
@@ -905,7 +914,10 @@ fn a_man_in_the_middle_certificate_fails_cleanly_without_a_retry_storm() {
         matches!(&e, UpdateError::Transport(TransportError::Fetch { reason, .. }) if reason.to_lowercase().contains("certificate")),
         "{e:?}"
     );
-    assert_eq!(seesaw::cli::exit_status_of(&e), seesaw::cli::exit::NETWORK);
+    assert_eq!(
+        seesaw::failure::Classify::kind(&e).exit_status(),
+        seesaw::cli::exit::NETWORK
+    );
     assert!(
         n.server.connections() <= 2,
         "{} connections",
@@ -955,7 +967,10 @@ fn mutual_tls_with_another_cas_client_certificate_is_refused_cleanly() {
     eprintln!("wrong client cert: {:.2?}: {e}", t.elapsed());
     n.report("mutual TLS, other CA's client cert");
     assert!(matches!(e, UpdateError::Transport(_)), "{e:?}");
-    assert_eq!(seesaw::cli::exit_status_of(&e), seesaw::cli::exit::NETWORK);
+    assert_eq!(
+        seesaw::failure::Classify::kind(&e).exit_status(),
+        seesaw::cli::exit::NETWORK
+    );
     assert_eq!(n.server.requests(), 0);
     assert!(n.server.stats().tls_failures >= 1);
     // Bounded by the retries (3) whatever the classification.

@@ -313,13 +313,24 @@ fn parse_time(s: &str) -> Option<OffsetDateTime> {
     OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
 }
 
-/// The fleet result for a `Completed` result code.
+/// The fleet result for a `Completed` result code: the one mapping from
+/// [`Kind`](crate::failure::Kind) to the results of `docs/fleet.md`.
 fn result_name(code: i32) -> &'static str {
-    match code {
-        0 => "installed",
-        crate::cli::exit::REJECTED => "refused",
-        crate::cli::exit::CANCELLED => "cancelled",
-        _ => "failed",
+    use crate::failure::Kind;
+    match Kind::from_exit_status(code) {
+        None => "installed",
+        Some(Kind::Rejected) => "refused",
+        Some(Kind::Cancelled) => "cancelled",
+        Some(
+            Kind::Usage
+            | Kind::Config
+            | Kind::Environment
+            | Kind::Io
+            | Kind::State
+            | Kind::Busy
+            | Kind::Network
+            | Kind::Internal,
+        ) => "failed",
     }
 }
 
@@ -736,5 +747,22 @@ impl DeviceLink {
                 Some(tokio::time::Instant::now() + Duration::from_millis(500))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::failure::Kind;
+
+    #[test]
+    fn fleet_results_follow_the_completed_code() {
+        assert_eq!(result_name(0), "installed");
+        assert_eq!(result_name(Kind::Rejected.exit_status()), "refused");
+        assert_eq!(result_name(Kind::Cancelled.exit_status()), "cancelled");
+        for kind in [Kind::Io, Kind::Network, Kind::Environment, Kind::Internal] {
+            assert_eq!(result_name(kind.exit_status()), "failed", "{kind:?}");
+        }
+        assert_eq!(result_name(99), "failed");
     }
 }

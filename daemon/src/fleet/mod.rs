@@ -92,6 +92,22 @@ pub enum FleetError {
     },
 }
 
+impl crate::failure::Classify for FleetError {
+    fn kind(&self) -> crate::failure::Kind {
+        match self {
+            FleetError::Broker { .. } => crate::failure::Kind::Network,
+            FleetError::InvalidName { .. } | FleetError::BrokerUrl { .. } => {
+                crate::failure::Kind::Usage
+            }
+            FleetError::Record { .. } => crate::failure::Kind::Io,
+            FleetError::Pem { .. }
+            | FleetError::NoDeviceId(_)
+            | FleetError::Config(_)
+            | FleetError::Tls(_) => crate::failure::Kind::Config,
+        }
+    }
+}
+
 /// Where the broker is: host, port, and whether TLS is used.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Broker {
@@ -250,6 +266,12 @@ pub enum DeploymentError {
     /// `envelope` is not a JSON object.
     #[error("envelope must be a JSON object (a DSSE envelope)")]
     BadEnvelope,
+}
+
+impl crate::failure::Classify for DeploymentError {
+    fn kind(&self) -> crate::failure::Kind {
+        crate::failure::Kind::Rejected
+    }
 }
 
 impl Deployment {

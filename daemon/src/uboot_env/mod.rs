@@ -175,6 +175,13 @@ pub enum EnvError {
     },
 }
 
+impl crate::failure::Classify for EnvError {
+    /// Every environment failure, its configuration file included.
+    fn kind(&self) -> crate::failure::Kind {
+        crate::failure::Kind::Environment
+    }
+}
+
 fn describe_locations(locations: &[(PathBuf, u64)]) -> String {
     locations
         .iter()
