@@ -5,10 +5,9 @@
 //! scripts; see [`exit`]). Prints results on stdout, progress and errors on
 //! stderr. Contains no update logic.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
-use std::sync::Mutex;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
@@ -19,7 +18,7 @@ use crate::bundle::{self, BundleError, CreateOptions, RawBundle};
 use crate::client::Client;
 use crate::config::{Config, DEFAULT_CONFIG_PATH};
 use crate::failure::{Classify, Kind};
-use crate::install::{Phase, Progress};
+use crate::progress::{self, Meter};
 use crate::slot::Slot;
 use crate::trust::{PrivateKey, PublicKey, Signer, TrustError};
 use crate::updater::{InstallOptions, UpdateError, Updater};
@@ -67,7 +66,10 @@ pub enum Command {
         /// Install even a version that rolled back before (deny-listed).
         #[arg(long)]
         force: bool,
-        /// Progress and result as JSON lines on stderr.
+        /// Progress and result as JSON lines on stderr: `{"event":
+        /// "progress", "percent", "bytes_done", "bytes_total", "message"}`
+        /// per 10% of each phase, then `{"event": "completed", "result",
+        /// "message"}` (result: the exit status).
         #[arg(long)]
         json: bool,
     },
@@ -391,18 +393,32 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{message}");
                 return Ok(());
             }
-            let mut updater = Updater::open(&cli.config)?;
-            let progress = StderrProgress::new();
+            let meter = Meter::new(json);
             let cancel = AtomicBool::new(false);
             let started = Instant::now();
-            let report = updater.install_source(
-                &bundle,
-                &InstallOptions { threads: 0, force },
-                &progress,
-                &cancel,
-                now,
-            )?;
-            progress.finish();
+            let report = Updater::open(&cli.config).and_then(|mut updater| {
+                updater.install_source(
+                    &bundle,
+                    &InstallOptions { threads: 0, force },
+                    &meter,
+                    &cancel,
+                    now,
+                )
+            });
+            let report = match report {
+                Ok(report) => {
+                    meter.finish(
+                        exit::OK,
+                        &progress::installed_message(&report.version, report.slot),
+                    );
+                    report
+                }
+                Err(e) => {
+                    // The daemon's `Completed` result for the same failure.
+                    meter.finish(e.kind().exit_status(), &progress::failed_message(&e));
+                    return Err(e.into());
+                }
+            };
             let secs = started.elapsed().as_secs_f64();
             let fetched = if report.downloaded > 0 {
                 format!(
@@ -739,56 +755,6 @@ fn run_bundle(cmd: BundleCommand, config: &Path, now: OffsetDateTime) -> anyhow:
             );
             println!("{}", serde_json::to_string_pretty(&m)?);
             Ok(())
-        }
-    }
-}
-
-/// Progress on stderr: a redrawn line on a terminal, a line per 10% otherwise.
-struct StderrProgress {
-    tty: bool,
-    started: Instant,
-    last: Mutex<(Option<Phase>, u64)>,
-}
-
-impl StderrProgress {
-    fn new() -> StderrProgress {
-        StderrProgress {
-            tty: std::io::stderr().is_terminal(),
-            started: Instant::now(),
-            last: Mutex::new((None, 0)),
-        }
-    }
-
-    fn finish(&self) {
-        if self.tty {
-            eprintln!();
-        }
-    }
-}
-
-impl Progress for StderrProgress {
-    fn update(&self, phase: Phase, done: u64, total: u64) {
-        let pct = (done * 100).checked_div(total).unwrap_or(100);
-        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
-        let step = if self.tty { 1 } else { 10 };
-        if last.0 == Some(phase) && pct / step == last.1 / step && done != total {
-            return;
-        }
-        *last = (Some(phase), pct);
-        let what = match phase {
-            Phase::Write => "verifying and writing",
-            Phase::Verify => "reading back",
-        };
-        let secs = self.started.elapsed().as_secs_f64().max(1e-9);
-        let line = format!(
-            "{what}: {pct:3}% {:.0}/{:.0} MiB",
-            done as f64 / 1048576.0,
-            total as f64 / 1048576.0
-        );
-        if self.tty {
-            eprint!("\r{line} ({secs:.1} s)   ");
-        } else {
-            eprintln!("{line}");
         }
     }
 }

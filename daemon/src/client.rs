@@ -2,8 +2,9 @@
 //! install, cancel or mark, showing progress while it works.
 //!
 //! When no daemon owns `org.seesaw.Updater1`, the CLI works standalone and
-//! this module is not used. Progress is a bar with bytes, rate and ETA on a
-//! terminal, or JSON lines (`--json`) for scripts.
+//! this module is not used. Progress is shown by [`crate::progress`], as for
+//! a standalone install: a bar with bytes, rate and ETA on a terminal, a
+//! line per 10% otherwise, or JSON lines (`--json`) for scripts.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -13,6 +14,7 @@ use zbus::zvariant::Value;
 
 use crate::dbus::{Updater1Proxy, BUS_NAME};
 use crate::failure::Kind;
+use crate::progress::Meter;
 
 /// Errors of talking to the daemon.
 #[derive(Debug, thiserror::Error)]
@@ -122,7 +124,8 @@ impl Client {
     }
 
     /// Asks the daemon to install `bundle` and follows it to the end.
-    /// Progress goes to stderr: a bar on a terminal, JSON lines with `json`.
+    /// Progress goes to stderr through [`Meter`] (JSON lines with `json`);
+    /// returns the daemon's `Completed` message.
     pub fn install(&self, bundle: &str, force: bool, json: bool) -> Result<String, ClientError> {
         let bundle = if bundle.contains("://") {
             bundle.to_string()
@@ -150,7 +153,10 @@ impl Client {
                 .install(&bundle, options)
                 .await
                 .map_err(refused("install"))?;
-            let bar = ProgressView::new(json);
+            let meter = Meter::new(json);
+            // The daemon's message names the phase; at the end it becomes the
+            // result, which `finish` shows, so the first measured one is kept.
+            let mut phase: Option<String> = None;
             loop {
                 tokio::select! {
                     Some(change) = progress.next() => {
@@ -159,16 +165,19 @@ impl Client {
                             continue;
                         }
                         if let Some(v) = args.changed_properties.get("Progress") {
-                            if let Ok((pct, done, total, message)) =
+                            if let Ok((_, done, total, message)) =
                                 <crate::dbus::ProgressValue>::try_from(v.try_to_owned().unwrap_or_else(|_| 0u8.into()))
                             {
-                                bar.update(pct, done, total, &message);
+                                if total > 0 {
+                                    let phase = phase.get_or_insert(message);
+                                    meter.show(phase, done, total);
+                                }
                             }
                         }
                     }
                     Some(signal) = completed.next() => {
                         let args = signal.args()?;
-                        bar.finish(args.result, &args.message);
+                        meter.finish(args.result, &args.message);
                         return if args.result == 0 {
                             Ok(args.message.clone())
                         } else {
@@ -216,55 +225,5 @@ impl Client {
                 p.last_error().await?,
             ))
         })
-    }
-}
-
-/// Progress on stderr for a daemon install.
-struct ProgressView {
-    bar: Option<indicatif::ProgressBar>,
-    json: bool,
-}
-
-impl ProgressView {
-    fn new(json: bool) -> ProgressView {
-        use std::io::IsTerminal;
-        let bar = (!json && std::io::stderr().is_terminal()).then(|| {
-            let bar = indicatif::ProgressBar::new(0);
-            bar.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{bar:30} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-            );
-            bar
-        });
-        ProgressView { bar, json }
-    }
-
-    fn update(&self, pct: i32, done: u64, total: u64, message: &str) {
-        if total == 0 {
-            // Still verifying the bundle: nothing to measure yet.
-            return;
-        }
-        if self.json {
-            eprintln!(
-                "{}",
-                serde_json::json!({"event": "progress", "percent": pct, "bytes_done": done, "bytes_total": total, "message": message})
-            );
-        } else if let Some(bar) = &self.bar {
-            bar.set_length(total);
-            bar.set_position(done);
-        }
-    }
-
-    fn finish(&self, result: i32, message: &str) {
-        if self.json {
-            eprintln!(
-                "{}",
-                serde_json::json!({"event": "completed", "result": result, "message": message})
-            );
-        } else if let Some(bar) = &self.bar {
-            bar.finish_and_clear();
-        }
     }
 }

@@ -26,7 +26,9 @@
 //! - [`events`] — stable journald `MESSAGE_ID`s and logger set-up.
 //! - [`fleet`] — fleet push over MQTT: deployments in, device status out
 //!   (the device link in `seesaw daemon`, the operator side of `seesaw fleet`).
-//! - [`cli`] — the command-line front end; [`client`] — its D-Bus side.
+//! - [`cli`] — the command-line front end; [`client`] — its D-Bus side;
+//!   [`progress`] — what both show while an install runs (bar, lines or
+//!   JSON on stderr) and the JSON result document of `install --json`.
 
 pub mod blocks;
 pub mod bundle;
@@ -43,6 +45,7 @@ pub mod install;
 pub mod lifecycle;
 pub mod manifest;
 pub mod mounts;
+pub mod progress;
 pub mod slot;
 pub mod state;
 pub mod transport;

@@ -2,7 +2,9 @@
 //! it: each cause of an error once, a configuration error on one line that
 //! still names file, line and column, a quiet end when the reader of stdout
 //! goes away (`seesaw status | head -1`), and "needs root" when the bus
-//! policy refuses an unprivileged caller.
+//! policy refuses an unprivileged caller; and what a standalone `install`
+//! shows on a stderr that is not a terminal: plain progress lines, a few per
+//! phase, or with `--json` the JSON lines an install through the daemon prints.
 //!
 //! The last test needs `dbus-daemon` and `setpriv` (Debian: dbus-daemon,
 //! util-linux) and root, like `dbus_api`.
@@ -272,6 +274,206 @@ fn a_closed_stdout_ends_a_command_quietly() {
             "{what}: exit {status}: {stderr}"
         );
     }
+}
+
+/// The progress lines of a standalone install's stderr, by phase (the text
+/// before the first `": "`), each with its percent, in order.
+fn progress_lines(stderr: &str) -> Vec<(String, u64, String)> {
+    stderr
+        .lines()
+        .filter_map(|l| {
+            let (phase, rest) = l.split_once(": ")?;
+            let pct = rest.trim_start().split_once('%')?.0.parse().ok()?;
+            Some((phase.to_string(), pct, l.to_string()))
+        })
+        .collect()
+}
+
+#[test]
+fn standalone_install_progress_off_a_terminal_is_a_line_per_ten_percent_of_each_phase() {
+    let b = common::Board::new();
+    let good = b.create("good.bundle", "2.0.0", 5, "test-board");
+    let mut cmd = seesaw(&b.path("seesaw.toml"), &["install"]);
+    cmd.arg(&good);
+    let out = run(cmd);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("installed 2.0.0 into slot B"),
+        "{out:?}"
+    );
+    assert_eq!(b.var("BOOT_ORDER").as_deref(), Some("B A"), "{stderr}");
+    assert!(
+        !stderr.contains('\r'),
+        "a carriage return off a terminal: {stderr:?}"
+    );
+
+    let lines = progress_lines(&stderr);
+    assert_eq!(
+        lines.len(),
+        stderr.lines().count(),
+        "stderr holds more than progress: {stderr}"
+    );
+    let mut phases: Vec<&str> = lines.iter().map(|(p, _, _)| p.as_str()).collect();
+    phases.sort();
+    phases.dedup();
+    assert_eq!(
+        phases,
+        ["reading back", "verifying and writing"],
+        "{stderr}"
+    );
+    for phase in phases {
+        let pcts: Vec<u64> = lines
+            .iter()
+            .filter(|(p, _, _)| p == phase)
+            .map(|(_, pct, _)| *pct)
+            .collect();
+        assert!(
+            pcts.len() <= 11,
+            "{} lines of {phase}: {stderr}",
+            pcts.len()
+        );
+        assert!(
+            pcts.windows(2).all(|w| w[1] / 10 > w[0] / 10),
+            "{phase}: two lines in one 10% step: {pcts:?}"
+        );
+        assert_eq!(
+            pcts.last(),
+            Some(&100),
+            "{phase} has no final line: {stderr}"
+        );
+    }
+    // After its first line, each line of a phase shows the rate.
+    for (i, (phase, _, line)) in lines.iter().enumerate() {
+        if lines[..i].iter().any(|(p, _, _)| p == phase) {
+            assert!(line.contains(" MiB/s"), "no rate: {line}");
+        }
+    }
+}
+
+/// The JSON lines of `text` that begin with `{`, parsed.
+fn json_lines(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect()
+}
+
+/// Asserts the keys and types of one `install --json` line.
+fn documented_keys(line: &serde_json::Value) {
+    let keys: Vec<&str> = line
+        .as_object()
+        .unwrap_or_else(|| panic!("not an object: {line}"))
+        .keys()
+        .map(String::as_str)
+        .collect();
+    match line["event"].as_str() {
+        Some("progress") => {
+            let mut keys = keys;
+            keys.sort();
+            assert_eq!(
+                keys,
+                ["bytes_done", "bytes_total", "event", "message", "percent"],
+                "{line}"
+            );
+            let pct = line["percent"].as_i64().unwrap_or(-1);
+            assert!((0..=100).contains(&pct), "{line}");
+            assert!(
+                line["bytes_done"].as_u64() <= line["bytes_total"].as_u64(),
+                "{line}"
+            );
+            assert_eq!(
+                line["bytes_total"].as_u64(),
+                Some(common::IMAGE_MIB << 20),
+                "{line}"
+            );
+            assert!(line["message"].is_string(), "{line}");
+        }
+        Some("completed") => {
+            let mut keys = keys;
+            keys.sort();
+            assert_eq!(keys, ["event", "message", "result"], "{line}");
+            assert!(
+                line["result"].is_i64() && line["message"].is_string(),
+                "{line}"
+            );
+        }
+        _ => panic!("unknown event: {line}"),
+    }
+}
+
+#[test]
+fn standalone_install_json_prints_the_documents_of_an_install_through_the_daemon() {
+    let b = common::Board::new();
+    let good = b.create("good.bundle", "2.0.0", 5, "test-board");
+    let config = b.path("seesaw.toml");
+    let mut cmd = seesaw(&config, &["install", "--json"]);
+    cmd.arg(&good);
+    let out = run(cmd);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("installed 2.0.0 into slot B"),
+        "{out:?}"
+    );
+    assert!(!stderr.contains('\r'), "{stderr:?}");
+    let lines = json_lines(&stderr);
+    assert_eq!(
+        lines.len(),
+        stderr.lines().count(),
+        "not all JSON: {stderr}"
+    );
+    lines.iter().for_each(documented_keys);
+    let progress: Vec<_> = lines.iter().filter(|l| l["event"] == "progress").collect();
+    assert!(!progress.is_empty(), "no progress line: {stderr}");
+    let mut phases: Vec<&str> = progress
+        .iter()
+        .filter_map(|l| l["message"].as_str())
+        .collect();
+    phases.sort();
+    phases.dedup();
+    for phase in phases {
+        let n = progress.iter().filter(|l| l["message"] == phase).count();
+        assert!(n <= 11, "{n} lines of {phase}: {stderr}");
+    }
+    let last = lines.last().unwrap_or_else(|| panic!("no JSON: {stderr}"));
+    assert_eq!(last["event"], "completed", "{stderr}");
+    assert_eq!(last["result"], exit::OK, "{stderr}");
+    assert_eq!(
+        last["message"], "installed 2.0.0 into slot B; reboot to try it",
+        "{stderr}"
+    );
+    assert_eq!(
+        lines.iter().filter(|l| l["event"] == "completed").count(),
+        1,
+        "{stderr}"
+    );
+
+    // A refused bundle: the same document with the exit status as result,
+    // then the error line; nothing on the board changed.
+    let stale = b.create("stale.bundle", "2.1.0", 1, "test-board");
+    let before = b.snapshot();
+    let mut cmd = seesaw(&config, &["install", "--json"]);
+    cmd.arg(&stale);
+    let out = run(cmd);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(exit::REJECTED), "{out:?}");
+    assert!(out.stdout.is_empty(), "{out:?}");
+    let lines = json_lines(&stderr);
+    lines.iter().for_each(documented_keys);
+    let last = lines.last().unwrap_or_else(|| panic!("no JSON: {stderr}"));
+    assert_eq!(last["event"], "completed", "{stderr}");
+    assert_eq!(last["result"], exit::REJECTED, "{stderr}");
+    let message = last["message"].as_str().unwrap_or_default();
+    assert!(message.starts_with("install failed: "), "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .last()
+            .is_some_and(|l| l.starts_with("seesaw: ")),
+        "no error line: {stderr}"
+    );
+    assert_eq!(before, b.snapshot(), "a refused install changed the board");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -882,4 +882,23 @@ async fn cli_install_json_prints_progress_lines() {
             "{l}"
         );
     }
+    // A line per 10% of the phase, as a standalone install prints them.
+    assert!(
+        progress_lines.len() <= 11,
+        "{} progress lines:\n{stderr}",
+        progress_lines.len()
+    );
+    assert!(!stderr.contains('\r'), "{stderr:?}");
+    // The result document, with the keys a standalone install prints.
+    let last: serde_json::Value = stderr
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .expect("no JSON line on stderr");
+    assert_eq!(
+        last,
+        serde_json::json!({"event": "completed", "result": 0,
+            "message": "installed 2.0.0 into slot B; reboot to try it"}),
+        "{stderr}"
+    );
 }
