@@ -504,15 +504,8 @@ async fn run_install(
     live: Arc<Mutex<Live>>,
     cancel: Arc<AtomicBool>,
 ) {
-    use crate::events;
-    events::log_event(
-        events::INSTALL_STARTED,
-        log::Level::Info,
-        None,
-        None,
-        None,
-        &format!("install of {source} started"),
-    );
+    // The install logs its own journal events (started, completed, failed).
+    log::info!("install of {source} requested");
     emit_live_changes(&conn).await;
     let (tx, mut rx) = tokio::sync::watch::channel((0u64, 0u64, 0u64));
     let config2 = config.clone();
@@ -574,26 +567,10 @@ async fn run_install(
                 "installed {} into slot {}; reboot to try it",
                 r.version, r.slot
             );
-            events::log_event(
-                events::INSTALL_COMPLETED,
-                log::Level::Info,
-                Some(r.slot),
-                Some(&r.version),
-                None,
-                &m,
-            );
             (0, m)
         }
         Err(e) => {
             let m = format!("install failed: {e:#}");
-            events::log_event(
-                events::INSTALL_FAILED,
-                log::Level::Error,
-                None,
-                None,
-                Some(&format!("{e:#}")),
-                &m,
-            );
             (crate::cli::exit_status_of(e), m)
         }
     };
