@@ -9,6 +9,8 @@
 #   time              peak RSS in the benchmarks
 #   mosquitto         the MQTT broker of the fleet tests (TLS, client certificates, ACLs)
 #   mosquitto-clients mosquitto_pub / mosquitto_sub: checking the broker's ACLs
+#   systemd-journal-remote  writes the journal events a test receives into a
+#                     real journal file, read back with journalctl
 # and, through qemu-packages.sh, QEMU and U-Boot for the boot script tests.
 # Safe to run again.
 set -euo pipefail
@@ -16,7 +18,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
 export DEBIAN_FRONTEND=noninteractive
 
-packages=(libubootenv-tool u-boot-tools e2fsprogs zstd openssl ca-certificates systemd dbus python3-venv time mosquitto mosquitto-clients)
+packages=(libubootenv-tool u-boot-tools e2fsprogs zstd openssl ca-certificates systemd dbus python3-venv time mosquitto mosquitto-clients systemd-journal-remote)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

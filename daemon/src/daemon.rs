@@ -13,9 +13,8 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use crate::dbus::{emit_live_changes, UpdaterService, BUS_NAME, OBJECT_PATH};
-use crate::events;
 use crate::lifecycle::{Action, Event};
-use crate::state::{LastResult, ResultKind};
+use crate::state::ResultKind;
 use crate::updater::{UpdateError, Updater};
 
 /// Errors that stop the daemon.
@@ -58,17 +57,6 @@ pub fn run(opts: DaemonOptions) -> Result<(), DaemonError> {
         .build()
         .map_err(DaemonError::Runtime)?;
     rt.block_on(serve(opts))
-}
-
-fn report(r: &LastResult) {
-    let (id, level) = match r.kind {
-        ResultKind::Committed => (events::COMMIT, log::Level::Info),
-        ResultKind::RolledBack => (events::ROLLBACK, log::Level::Warn),
-        ResultKind::MarkedBad => (events::MARKED_BAD, log::Level::Warn),
-        ResultKind::Installed => (events::INSTALL_COMPLETED, log::Level::Info),
-        ResultKind::Failed | ResultKind::Interrupted => (events::INSTALL_FAILED, log::Level::Error),
-    };
-    events::log_event(id, level, None, r.version.as_deref(), None, &r.message);
 }
 
 fn notify(states: &[sd_notify::NotifyState<'_>]) {
@@ -121,8 +109,8 @@ async fn serve(opts: DaemonOptions) -> Result<(), DaemonError> {
         }
         _ => String::new(),
     };
+    // The lifecycle has logged each result's journal event.
     for r in &outcome.reports {
-        report(r);
         if matches!(r.kind, ResultKind::RolledBack | ResultKind::Interrupted) {
             last_error = r.message.clone();
         }
@@ -287,9 +275,6 @@ async fn health_gate(conn: zbus::Connection, config: PathBuf, slot: crate::slot:
     };
     match handle(config.clone(), event).await {
         Ok(outcome) => {
-            for r in &outcome.reports {
-                report(r);
-            }
             let error = verdict
                 .as_ref()
                 .err()

@@ -530,15 +530,8 @@ async fn run_install(
     live: Arc<Mutex<Live>>,
     cancel: Arc<AtomicBool>,
 ) {
-    use crate::events;
-    events::log_event(
-        events::INSTALL_STARTED,
-        log::Level::Info,
-        None,
-        None,
-        None,
-        &format!("install of {source} started"),
-    );
+    // The install logs its own journal events (started, completed, failed).
+    log::info!("install of {source} requested");
     emit_live_changes(&conn).await;
     let (tx, mut rx) = tokio::sync::watch::channel((0u64, 0u64, 0u64));
     let config2 = config.clone();
@@ -587,33 +580,8 @@ async fn run_install(
     let (result, ()) = tokio::join!(work, forward);
     let result = result.unwrap_or_else(|e| Err(UpdateError::panicked("install", e)));
     let (code, message) = match &result {
-        Ok(r) => {
-            let m = format!(
-                "installed {} into slot {}; reboot to try it",
-                r.version, r.slot
-            );
-            events::log_event(
-                events::INSTALL_COMPLETED,
-                log::Level::Info,
-                Some(r.slot),
-                Some(&r.version),
-                None,
-                &m,
-            );
-            (0, m)
-        }
-        Err(e) => {
-            let m = format!("install failed: {e:#}");
-            events::log_event(
-                events::INSTALL_FAILED,
-                log::Level::Error,
-                None,
-                None,
-                Some(&format!("{e:#}")),
-                &m,
-            );
-            (e.kind().exit_status(), m)
-        }
+        Ok(r) => (0, crate::progress::installed_message(&r.version, r.slot)),
+        Err(e) => (e.kind().exit_status(), crate::progress::failed_message(e)),
     };
     let operation = tokio::task::spawn_blocking(move || {
         Updater::open(&config)

@@ -14,6 +14,7 @@
 //! order (`updater` for the library and CLI, `daemon` for the service), so
 //! every cell is a unit test over plain values. Time is an argument.
 
+use crate::events::Entry;
 use crate::manifest::Manifest;
 use crate::slot::{BootState, Slot, VarUpdate, DEFAULT_TRIES, VAR_FLOOR};
 use crate::state::{LastResult, Pending, ResultKind, SlotRecord, State};
@@ -150,6 +151,9 @@ pub enum Action {
     Reboot,
     /// Tell people (log, D-Bus `Completed`, fleet status); already saved.
     Report(LastResult),
+    /// Emit this journal event ([`Entry::emit`]): placed after the writes
+    /// it reports, so it is logged only once they are done.
+    Log(Entry),
 }
 
 /// Events that are not allowed in the current phase.
@@ -259,6 +263,7 @@ pub fn step(s: &Situation<'_>, event: Event) -> Result<Vec<Action>, Refusal> {
                 return Ok(Vec::new());
             }
             let m = *manifest;
+            let version = m.version.clone();
             let r = result(
                 ResultKind::Installed,
                 Some(&m.version),
@@ -287,11 +292,13 @@ pub fn step(s: &Situation<'_>, event: Event) -> Result<Vec<Action>, Refusal> {
             if let Some(p) = state.pending.as_mut() {
                 p.flipped = true;
             }
+            let entry = Entry::install_completed(target, &version, r.message.clone());
             vec![
                 Action::Save(Box::new(before_flip)),
                 Action::WriteEnv(boot.install(target)),
                 Action::Save(Box::new(state)),
                 Action::EndJournal,
+                Action::Log(entry),
                 Action::Report(r),
             ]
         }
@@ -310,8 +317,9 @@ pub fn step(s: &Situation<'_>, event: Event) -> Result<Vec<Action>, Refusal> {
             match ph {
                 Phase::Trial { slot } => {
                     let version = state.pending.as_ref().map(|p| p.version.clone());
+                    let why = format!("health check failed: {reason}");
                     if let Some(p) = state.pending.as_mut() {
-                        p.failure = Some(format!("health check failed: {reason}"));
+                        p.failure = Some(why.clone());
                     }
                     let r = result(
                     ResultKind::MarkedBad,
@@ -320,9 +328,12 @@ pub fn step(s: &Situation<'_>, event: Event) -> Result<Vec<Action>, Refusal> {
                     now,
                 );
                     state.last_result = Some(r.clone());
+                    let entry =
+                        Entry::marked_bad(slot, version.as_deref(), &why, r.message.clone());
                     vec![
                         Action::Save(Box::new(state)),
                         Action::WriteEnv(boot.mark_bad(slot)),
+                        Action::Log(entry),
                         Action::Report(r),
                         Action::Reboot,
                     ]
@@ -347,17 +358,44 @@ pub fn step(s: &Situation<'_>, event: Event) -> Result<Vec<Action>, Refusal> {
                         now,
                     );
                     state.last_result = Some(r.clone());
+                    let entry = Entry::marked_bad(
+                        slot,
+                        Some(&p.version),
+                        MARKED_BY_REQUEST,
+                        r.message.clone(),
+                    );
                     vec![
                         Action::WriteEnv(updates),
                         Action::Save(Box::new(state)),
+                        Action::Log(entry),
                         Action::Report(r),
                     ]
                 }
-                _ => vec![Action::WriteEnv(updates)],
+                _ => {
+                    // Nothing pending there: only its tries change, but
+                    // U-Boot no longer boots it, which people look for.
+                    let version = s.state.slot(slot).map(|r| r.manifest.version.clone());
+                    let message = match &version {
+                        Some(v) => format!("slot {slot} (version {v}) marked bad"),
+                        None => format!("slot {slot} marked bad"),
+                    };
+                    vec![
+                        Action::WriteEnv(updates),
+                        Action::Log(Entry::marked_bad(
+                            slot,
+                            version.as_deref(),
+                            MARKED_BY_REQUEST,
+                            message,
+                        )),
+                    ]
+                }
             }
         }
     })
 }
+
+/// The reason of a mark-bad asked for by an operator (CLI, D-Bus `Mark`).
+const MARKED_BY_REQUEST: &str = "requested with mark-bad (CLI or D-Bus Mark)";
 
 fn deny(state: &mut State, version: &str) {
     if !state.failed_versions.iter().any(|v| v == version) {
@@ -390,6 +428,7 @@ fn commit(
         s.now,
     );
     state.last_result = Some(r.clone());
+    let entry = Entry::commit(slot, &p.version, why, r.message.clone());
     let mut updates = boot.mark_good(slot);
     if s.env_floor != state.floor {
         updates.push((VAR_FLOOR, state.floor.to_string()));
@@ -397,6 +436,7 @@ fn commit(
     vec![
         Action::WriteEnv(updates),
         Action::Save(Box::new(state)),
+        Action::Log(entry),
         Action::Report(r),
     ]
 }
@@ -441,14 +481,22 @@ fn started(s: &Situation<'_>, ph: Phase) -> Vec<Action> {
             // hold part of an image, which U-Boot must never try.
             boot.begin_install(slot);
             state.set_slot(slot, None);
+            let mut version = None;
             if state.pending.as_ref().is_some_and(|p| p.slot == slot) {
-                state.pending = None;
+                version = state.pending.take().map(|p| p.version);
             }
-            reports.push(result(
-                ResultKind::Interrupted,
-                None,
-                format!("install into slot {slot} was interrupted; install again"),
-                now,
+            reports.push((
+                Entry::install_failed(
+                    Some(slot),
+                    version.as_deref(),
+                    "interrupted: the process stopped before the install finished",
+                ),
+                result(
+                    ResultKind::Interrupted,
+                    None,
+                    format!("install into slot {slot} was interrupted; install again"),
+                    now,
+                ),
             ));
             resume = true;
         }
@@ -471,7 +519,7 @@ fn started(s: &Situation<'_>, ph: Phase) -> Vec<Action> {
                 if let Some(q) = state.pending.as_mut() {
                     q.flipped = true;
                 }
-                reports.push(result(
+                let r = result(
                     ResultKind::Installed,
                     Some(&p.version),
                     format!(
@@ -479,6 +527,10 @@ fn started(s: &Situation<'_>, ph: Phase) -> Vec<Action> {
                         p.version, p.slot
                     ),
                     now,
+                );
+                reports.push((
+                    Entry::install_completed(p.slot, &p.version, r.message.clone()),
+                    r,
                 ));
             }
             boot.give_back_tries(s.booted);
@@ -490,7 +542,7 @@ fn started(s: &Situation<'_>, ph: Phase) -> Vec<Action> {
                 .failure
                 .clone()
                 .unwrap_or_else(|| format!("new slot did not confirm after {DEFAULT_TRIES} boots"));
-            reports.push(result(
+            let r = result(
                 ResultKind::RolledBack,
                 Some(&p.version),
                 format!(
@@ -498,18 +550,29 @@ fn started(s: &Situation<'_>, ph: Phase) -> Vec<Action> {
                     p.version, p.slot, s.booted
                 ),
                 now,
+            );
+            reports.push((
+                Entry::rollback(p.slot, &p.version, &reason, r.message.clone()),
+                r,
             ));
         }
         Some(p) => {
             state.pending = None;
-            reports.push(result(
-                ResultKind::Interrupted,
-                Some(&p.version),
-                format!(
-                    "install of {} into slot {} was interrupted before the boot order was changed; install again",
-                    p.version, p.slot
+            reports.push((
+                Entry::install_failed(
+                    Some(p.slot),
+                    Some(&p.version),
+                    "interrupted before the boot order was changed",
                 ),
-                now,
+                result(
+                    ResultKind::Interrupted,
+                    Some(&p.version),
+                    format!(
+                        "install of {} into slot {} was interrupted before the boot order was changed; install again",
+                        p.version, p.slot
+                    ),
+                    now,
+                ),
             ));
         }
     }
@@ -525,7 +588,7 @@ fn started(s: &Situation<'_>, ph: Phase) -> Vec<Action> {
     }
     let floor = s.floor();
     state.floor = floor;
-    if let Some(r) = reports.last() {
+    if let Some((_, r)) = reports.last() {
         state.last_result = Some(r.clone());
     }
     let mut updates = boot.changes_from(s.boot);
@@ -551,7 +614,10 @@ fn started(s: &Situation<'_>, ph: Phase) -> Vec<Action> {
     if end_journal {
         actions.push(Action::EndJournal);
     }
-    actions.extend(reports.into_iter().map(Action::Report));
+    for (entry, r) in reports {
+        actions.push(Action::Log(entry));
+        actions.push(Action::Report(r));
+    }
     actions.extend(followups);
     actions
 }
@@ -1276,7 +1342,15 @@ mod tests {
                 None,
                 Event::MarkBad { slot: B }
             ),
-            Ok(vec![Action::WriteEnv(vec![("BOOT_B_LEFT", "0".into())])])
+            Ok(vec![
+                Action::WriteEnv(vec![("BOOT_B_LEFT", "0".into())]),
+                Action::Log(Entry::marked_bad(
+                    B,
+                    None,
+                    MARKED_BY_REQUEST,
+                    "slot B marked bad".into()
+                )),
+            ])
         );
         // Deny-listing twice keeps one entry.
         let mut st = pending(B, true, None);
@@ -1290,5 +1364,170 @@ mod tests {
         )
         .unwrap();
         assert_eq!(saved(&actions)[0].failed_versions.len(), 1);
+    }
+
+    // ---- journal events ----
+
+    /// The journal entries among `actions`, each checked to come after
+    /// every write of the step (so it is logged only once they are done).
+    fn logged(actions: &[Action]) -> Vec<&Entry> {
+        let last_write = actions
+            .iter()
+            .rposition(|a| matches!(a, Action::Save(_) | Action::WriteEnv(_)));
+        actions
+            .iter()
+            .enumerate()
+            .filter_map(|(i, a)| match a {
+                Action::Log(e) => {
+                    assert!(last_write.map_or(true, |w| w < i), "logged before a write");
+                    Some(e)
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// `(id, slot, version, reason contains)` of the one entry logged.
+    fn one_entry(actions: &[Action]) -> (&'static str, Option<Slot>, Option<&str>, String) {
+        let entries = logged(actions);
+        assert_eq!(entries.len(), 1, "{entries:?}");
+        let e = entries[0];
+        (
+            e.id,
+            e.slot,
+            e.version.as_deref(),
+            e.reason.clone().unwrap_or_default(),
+        )
+    }
+
+    #[test]
+    fn each_change_logs_one_entry_with_slot_version_and_reason() {
+        use crate::events::{COMMIT, INSTALL_COMPLETED, INSTALL_FAILED, MARKED_BAD, ROLLBACK};
+        let finished = run(
+            &State::default(),
+            A,
+            &boot(&[A, B], 3, 0),
+            Some(B),
+            Event::InstallFinished {
+                target: B,
+                manifest: Box::new(manifest("2.0.0", 5)),
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            one_entry(&finished),
+            (INSTALL_COMPLETED, Some(B), Some("2.0.0"), String::new())
+        );
+
+        let trial = pending(B, true, None);
+        let on_trial = boot(&[B, A], 2, 3);
+        let commit = run(&trial, B, &on_trial, None, Event::MarkGood).unwrap();
+        assert_eq!(
+            one_entry(&commit),
+            (COMMIT, Some(B), Some("2.0.0"), "marked good".into())
+        );
+        let healthy = run(&trial, B, &on_trial, None, Event::HealthPassed).unwrap();
+        assert_eq!(
+            one_entry(&healthy),
+            (
+                COMMIT,
+                Some(B),
+                Some("2.0.0"),
+                "health checks passed".into()
+            )
+        );
+
+        let unhealthy = run(
+            &trial,
+            B,
+            &on_trial,
+            None,
+            Event::HealthFailed {
+                reason: "unit app.service is failed".into(),
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            one_entry(&unhealthy),
+            (
+                MARKED_BAD,
+                Some(B),
+                Some("2.0.0"),
+                "health check failed: unit app.service is failed".into()
+            )
+        );
+        let marked = run(&trial, B, &on_trial, None, Event::MarkBad { slot: B }).unwrap();
+        assert_eq!(
+            one_entry(&marked),
+            (MARKED_BAD, Some(B), Some("2.0.0"), MARKED_BY_REQUEST.into())
+        );
+
+        // The rollback names the new slot, not the running one.
+        let failed = pending(B, true, Some("health check failed: x"));
+        let back = run(&failed, A, &boot(&[A, B], 3, 0), None, Event::Started).unwrap();
+        assert_eq!(
+            one_entry(&back),
+            (
+                ROLLBACK,
+                Some(B),
+                Some("2.0.0"),
+                "health check failed: x".into()
+            )
+        );
+        let timed_out = run(&trial, A, &boot(&[B, A], 2, 0), None, Event::Started).unwrap();
+        assert_eq!(
+            one_entry(&timed_out),
+            (
+                ROLLBACK,
+                Some(B),
+                Some("2.0.0"),
+                "new slot did not confirm after 3 boots".into()
+            )
+        );
+
+        let died = run(
+            &State::default(),
+            A,
+            &boot(&[A, B], 3, 0),
+            Some(B),
+            Event::Started,
+        )
+        .unwrap();
+        let (id, slot, version, reason) = one_entry(&died);
+        assert_eq!((id, slot, version), (INSTALL_FAILED, Some(B), None));
+        assert!(reason.contains("interrupted"), "{reason}");
+
+        // Nothing to report: nothing logged.
+        let idle = run(
+            &State::default(),
+            A,
+            &boot(&[A, B], 3, 0),
+            None,
+            Event::Started,
+        )
+        .unwrap();
+        assert!(logged(&idle).is_empty());
+        let reset = run(
+            &State::default(),
+            A,
+            &boot(&[A, B], 1, 3),
+            None,
+            Event::MarkGood,
+        )
+        .unwrap();
+        assert!(logged(&reset).is_empty());
+        // A failed install is logged by the install itself, recorded or not.
+        let fail = run(
+            &State::default(),
+            A,
+            &boot(&[A, B], 3, 0),
+            Some(B),
+            Event::InstallFailed {
+                target: B,
+                reason: "x".into(),
+            },
+        )
+        .unwrap();
+        assert!(logged(&fail).is_empty());
     }
 }

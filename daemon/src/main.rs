@@ -6,10 +6,12 @@ use clap::Parser;
 
 fn main() {
     let cli = seesaw::cli::Cli::parse();
-    if !matches!(cli.command, seesaw::cli::Command::Daemon) {
+    let daemon = matches!(cli.command, seesaw::cli::Command::Daemon);
+    if !daemon {
         restore_sigpipe();
     }
-    seesaw::events::init_logging();
+    // Other commands print their own result; the daemon's events are its output.
+    seesaw::events::init_logging(daemon);
     if let Err(err) = seesaw::cli::run(cli) {
         // One line: each cause of the chain once.
         eprintln!("seesaw: {}", seesaw::cli::error_line(&err));

@@ -15,6 +15,7 @@ use time::OffsetDateTime;
 use crate::blocks::{Assembler, BlockIndex, LocalBlocks};
 use crate::bundle::{BundleError, RawBundle};
 use crate::config::{Config, ConfigError};
+use crate::events::Entry;
 use crate::failure::{Classify, Kind};
 use crate::install::{self, FileSlot, FileSource, InstallError, Progress};
 use crate::lifecycle::{self, Action, Event, Phase, Refusal, Situation};
@@ -257,6 +258,20 @@ pub struct Updater {
     env: Box<dyn BootEnv>,
     store: StateStore,
     record_failures: bool,
+    attempt: Attempt,
+}
+
+/// What the install under way has learnt so far, for its
+/// [`crate::events::INSTALL_FAILED`] entry.
+#[derive(Debug, Default)]
+struct Attempt {
+    /// The target slot, once the running slot is known.
+    slot: Option<Slot>,
+    /// The bundle's version, once its manifest is verified.
+    version: Option<String>,
+    /// Whether the flip was written: the install is then pending, not
+    /// failed, whatever error a later step returns.
+    flipped: bool,
 }
 
 /// What an event led to, besides what was saved and written.
@@ -288,6 +303,7 @@ impl Updater {
             env,
             store,
             record_failures: false,
+            attempt: Attempt::default(),
         }
     }
 
@@ -402,6 +418,10 @@ impl Updater {
                     outcome.reports.push(r);
                     Ok(())
                 }
+                Action::Log(entry) => {
+                    entry.emit();
+                    Ok(())
+                }
                 other @ (Action::RunHealthGate(_) | Action::Reboot) => {
                     outcome.followups.push(other);
                     Ok(())
@@ -506,7 +526,41 @@ impl Updater {
     /// and check it against the device (nothing written if any of this fails);
     /// write and read back the slot; save the state with the install pending;
     /// write the environment (on failure the previous state is restored).
+    ///
+    /// Logs [`crate::events::INSTALL_STARTED`] once the bundle is verified
+    /// and [`crate::events::INSTALL_COMPLETED`] after the flip, or
+    /// [`crate::events::INSTALL_FAILED`] with the error, whatever failed.
     pub fn install(
+        &mut self,
+        path: &Path,
+        opts: &InstallOptions,
+        progress: &dyn Progress,
+        cancel: &AtomicBool,
+        now: OffsetDateTime,
+    ) -> Result<InstallReport, UpdateError> {
+        self.logged(|u| u.install_file(path, opts, progress, cancel, now))
+    }
+
+    /// Runs `install` and logs its failure, with what it learnt of the
+    /// slot and version. A failure after the flip is not logged: the
+    /// install is pending and the next start reports it.
+    fn logged(
+        &mut self,
+        install: impl FnOnce(&mut Self) -> Result<InstallReport, UpdateError>,
+    ) -> Result<InstallReport, UpdateError> {
+        self.attempt = Attempt::default();
+        let result = install(self);
+        let attempt = std::mem::take(&mut self.attempt);
+        if let Err(e) = &result {
+            if !attempt.flipped {
+                Entry::install_failed(attempt.slot, attempt.version.as_deref(), &format!("{e:#}"))
+                    .emit();
+            }
+        }
+        result
+    }
+
+    fn install_file(
         &mut self,
         path: &Path,
         opts: &InstallOptions,
@@ -523,6 +577,7 @@ impl Updater {
                 path.display()
             ))));
         }
+        self.attempt.version = Some(bundle.manifest.version.clone());
         self.check_manifest(&bundle.manifest, target, &state, now, opts.force)?;
         let source = FileSource {
             file: &bundle.raw.file,
@@ -560,11 +615,13 @@ impl Updater {
         cancel: &AtomicBool,
         now: OffsetDateTime,
     ) -> Result<InstallReport, UpdateError> {
-        if source.starts_with("https://") || source.starts_with("http://") {
-            return self.install_url(source, opts, progress, cancel, now);
-        }
-        let path = source.strip_prefix("file://").unwrap_or(source);
-        self.install(Path::new(path), opts, progress, cancel, now)
+        self.logged(|u| {
+            if source.starts_with("https://") || source.starts_with("http://") {
+                return u.install_url(source, opts, progress, cancel, now);
+            }
+            let path = source.strip_prefix("file://").unwrap_or(source);
+            u.install_file(Path::new(path), opts, progress, cancel, now)
+        })
     }
 
     fn install_url(
@@ -613,6 +670,7 @@ impl Updater {
                 )))
             }
         };
+        self.attempt.version = Some(manifest.version.clone());
         self.check_manifest(&manifest, target, &state, now, opts.force)?;
         let img = manifest.rootfs();
         let resume = self.resumable(target, &manifest);
@@ -859,6 +917,7 @@ impl Updater {
     /// state carries the floor in force.
     fn prepare_install(&mut self) -> Result<(Slot, State), UpdateError> {
         let booted = self.booted_slot()?;
+        self.attempt.slot = Some(booted.other());
         self.boot_state()?;
         if self.store.journal()?.is_some() {
             // Settles nothing while another process's install is alive.
@@ -956,6 +1015,7 @@ impl Updater {
             }
             return Err(e);
         }
+        Entry::install_started(target, &manifest.version).emit();
         // The copy not in force must not let U-Boot boot the target either
         // (it is what U-Boot reads if the newer copy is lost): if it does,
         // a refresh write makes both copies agree.
@@ -994,6 +1054,7 @@ impl Updater {
             )
         });
         if let Err((e, env_written)) = finished {
+            self.attempt.flipped = env_written;
             if env_written {
                 // Flipped: the install is pending in the saved state and the
                 // next start settles the rest; it is no failure to record.

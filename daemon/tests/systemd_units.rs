@@ -32,7 +32,7 @@ const CATALOG_IDS: [&str; 6] = [
     "68ab3e6fc9f048028f32ae12e43a5cf0", // install failed
     "550bedbc2fd94756a1338f8b3dd7ea29", // commit
     "f38fc19ef7fb437d9570be42e6b1b083", // rollback
-    "d459c1d9d8fe4bdabeb4521208a12bcf", // marked bad after a failed health check
+    "d459c1d9d8fe4bdabeb4521208a12bcf", // marked bad (failed health check or operator)
 ];
 
 /// Journal fields the daemon attaches to those entries; anything else in
