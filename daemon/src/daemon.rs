@@ -10,12 +10,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use time::OffsetDateTime;
-
 use crate::dbus::{emit_live_changes, UpdaterService, BUS_NAME, OBJECT_PATH};
 use crate::lifecycle::{Action, Event};
+use crate::service::Service;
 use crate::state::ResultKind;
-use crate::updater::{UpdateError, Updater};
+use crate::updater::UpdateError;
 
 /// Errors that stop the daemon.
 #[derive(Debug, thiserror::Error)]
@@ -65,39 +64,36 @@ fn notify(states: &[sd_notify::NotifyState<'_>]) {
 }
 
 /// Feeds `event` to the lifecycle on a blocking thread.
-async fn handle(config: PathBuf, event: Event) -> Result<crate::updater::Outcome, UpdateError> {
-    tokio::task::spawn_blocking(move || {
-        let mut u = Updater::open(&config)?;
-        u.record_failures(true);
-        u.handle(event, OffsetDateTime::now_utc())
-    })
-    .await
-    .unwrap_or_else(|e| {
-        Err(UpdateError::State(crate::state::StateError::Corrupt {
-            path: PathBuf::new(),
-            reason: format!("worker panicked: {e}"),
-        }))
-    })
+async fn handle(service: &Service, event: Event) -> Result<crate::updater::Outcome, UpdateError> {
+    service
+        .run("lifecycle", move |mut u, now| u.handle(event, now))
+        .await
 }
 
 async fn serve(opts: DaemonOptions) -> Result<(), DaemonError> {
-    let config = opts.config.clone();
-    // Fail early and clearly on an unusable configuration or environment.
-    let (phase, state) = {
-        let config = config.clone();
-        tokio::task::spawn_blocking(move || -> Result<_, UpdateError> {
-            let u = Updater::open(&config)?;
-            Ok((u.phase()?, u.store().load()?))
-        })
-        .await
-        .map_err(|e| DaemonError::Runtime(std::io::Error::other(e.to_string())))??
-    };
+    // The configuration is loaded once; SIGHUP reloads it.
+    let service = Service::load(&opts.config)?;
+    serve_with(service, opts.bus_address).await
+}
+
+/// Serves `service` on the bus at `bus_address` (the system bus if `None`)
+/// until SIGTERM or SIGINT: settles the boot (commit, rollback, health
+/// gate), owns `org.seesaw.Updater1`, resumes an interrupted install and
+/// runs the fleet link if configured. SIGHUP reloads the configuration.
+///
+/// Errors: [`DaemonError::Update`] (the environment or state cannot be
+/// read), [`DaemonError::Bus`].
+pub async fn serve_with(service: Service, bus_address: Option<String>) -> Result<(), DaemonError> {
+    // Fail early and clearly on an unusable environment or state.
+    let (phase, state) = service
+        .run("start", |u, _| Ok((u.phase()?, u.store().load()?)))
+        .await?;
     log::info!(
         "seesaw daemon starting ({}, phase {})",
-        config.display(),
+        service.config_path().display(),
         phase.name()
     );
-    let outcome = handle(config.clone(), Event::Started).await?;
+    let outcome = handle(&service, Event::Started).await?;
     let mut last_error = match &state.last_result {
         Some(r)
             if matches!(
@@ -115,20 +111,15 @@ async fn serve(opts: DaemonOptions) -> Result<(), DaemonError> {
             last_error = r.message.clone();
         }
     }
-    let operation = {
-        let config = config.clone();
-        tokio::task::spawn_blocking(move || Updater::open(&config).and_then(|u| u.phase()))
-            .await
-            .map_err(|e| DaemonError::Runtime(std::io::Error::other(e.to_string())))??
-    };
-    let service = UpdaterService::new(config.clone(), operation.name(), last_error);
-    let cancel = service.cancel_flag();
-    let builder = match &opts.bus_address {
+    let operation = service.run("start", |u, _| u.phase()).await?;
+    let object = UpdaterService::new(service.clone(), operation.name(), last_error);
+    let cancel = object.cancel_flag();
+    let builder = match &bus_address {
         Some(a) => zbus::connection::Builder::address(a.as_str())?,
         None => zbus::connection::Builder::system()?,
     };
     let conn = builder
-        .serve_at(OBJECT_PATH, service)?
+        .serve_at(OBJECT_PATH, object)?
         .name(BUS_NAME)?
         .build()
         .await?;
@@ -153,15 +144,15 @@ async fn serve(opts: DaemonOptions) -> Result<(), DaemonError> {
     for action in outcome.followups {
         if let Action::RunHealthGate(slot) = action {
             trial = true;
-            tokio::spawn(health_gate(conn.clone(), config.clone(), slot));
+            tokio::spawn(health_gate(conn.clone(), service.clone(), slot));
         }
     }
     if !trial {
-        resume_interrupted(&conn, &config).await;
+        resume_interrupted(&conn, &service).await;
     }
     // After a resumed install has claimed the updater, so a retained
     // deployment waits for it.
-    let fleet = match crate::fleet::device::start(conn.clone(), config.clone()).await {
+    let fleet = match crate::fleet::device::start(conn.clone(), service.clone()).await {
         Ok(link) => link,
         Err(e) => {
             log::error!("fleet link disabled: {e}");
@@ -169,11 +160,24 @@ async fn serve(opts: DaemonOptions) -> Result<(), DaemonError> {
         }
     };
 
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(DaemonError::Runtime)?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Runtime)?;
+    let mut hup = signal(SignalKind::hangup()).map_err(DaemonError::Runtime)?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+            _ = hup.recv() => {
+                // Operations already running keep the configuration they
+                // started with.
+                match service.reload() {
+                    Ok(()) => log::info!("reloaded {}", service.config_path().display()),
+                    Err(e) => log::error!(
+                        "reload refused, the configuration in force is unchanged: {e:#}"
+                    ),
+                }
+            }
+        }
     }
     notify(&[sd_notify::NotifyState::Stopping]);
     log::info!("stopping");
@@ -201,11 +205,9 @@ async fn serve(opts: DaemonOptions) -> Result<(), DaemonError> {
 
 /// Restarts an install that a restart or power cut interrupted, from the
 /// same source: chunks already written are re-checked, not fetched again.
-async fn resume_interrupted(conn: &zbus::Connection, config: &std::path::Path) {
-    let probe = {
-        let config = config.to_path_buf();
-        tokio::task::spawn_blocking(move || -> Result<_, UpdateError> {
-            let u = Updater::open(&config)?;
+async fn resume_interrupted(conn: &zbus::Connection, service: &Service) {
+    let probe = service
+        .run("resume", |u, _| {
             let booted = u.booted_slot()?;
             let idle = u.phase()? == crate::lifecycle::Phase::Idle;
             Ok(u.store()
@@ -213,9 +215,8 @@ async fn resume_interrupted(conn: &zbus::Connection, config: &std::path::Path) {
                 .filter(|j| idle && j.slot == Some(booted.other()))
                 .and_then(|j| j.source))
         })
-        .await
-    };
-    let Ok(Ok(Some(source))) = probe else { return };
+        .await;
+    let Ok(Some(source)) = probe else { return };
     log::info!("resuming the interrupted install of {source}");
     if let Ok(iface) = conn
         .object_server()
@@ -254,18 +255,12 @@ async fn set_live(
 
 /// The trial boot: wait for a healthy system, then commit, or mark the slot
 /// bad and reboot into the old one.
-async fn health_gate(conn: zbus::Connection, config: PathBuf, slot: crate::slot::Slot) {
+async fn health_gate(conn: zbus::Connection, service: Service, slot: crate::slot::Slot) {
     set_live(&conn, "trial", Some(true), None).await;
     notify(&[sd_notify::NotifyState::Status(&format!(
         "trial boot of slot {slot}: checking health"
     ))]);
-    let health = match crate::config::Config::load(&config) {
-        Ok(c) => c.health,
-        Err(e) => {
-            log::error!("cannot read the health configuration: {e}");
-            crate::config::HealthConfig::default()
-        }
-    };
+    let health = service.config().health.clone();
     let verdict = crate::health::check(&conn, &health).await;
     let event = match &verdict {
         Ok(()) => Event::HealthPassed,
@@ -273,21 +268,13 @@ async fn health_gate(conn: zbus::Connection, config: PathBuf, slot: crate::slot:
             reason: reason.clone(),
         },
     };
-    match handle(config.clone(), event).await {
+    match handle(&service, event).await {
         Ok(outcome) => {
             let error = verdict
                 .as_ref()
                 .err()
                 .map(|r| format!("slot {slot} failed its health check: {r}"));
-            let phase = {
-                let config = config.clone();
-                tokio::task::spawn_blocking(move || Updater::open(&config).and_then(|u| u.phase()))
-                    .await
-                    .ok()
-                    .and_then(Result::ok)
-                    .map(|p| p.name())
-                    .unwrap_or("idle")
-            };
+            let phase = crate::dbus::phase_name(&service).await;
             set_live(
                 &conn,
                 phase,

@@ -10,19 +10,19 @@
 //! description is kept in `systemd/org.seesaw.Updater1.xml`.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use time::OffsetDateTime;
 use zbus::object_server::SignalEmitter;
 use zbus::zvariant::{OwnedValue, Value};
 
 use crate::failure::{Classify, Kind};
 use crate::install::{Phase as WritePhase, Progress};
+use crate::service::Service;
 use crate::slot::Slot;
-use crate::updater::{InstallOptions, UpdateError, Updater};
+use crate::updater::{InstallOptions, UpdateError};
 
 /// The well-known bus name.
 pub const BUS_NAME: &str = "org.seesaw.Updater1";
@@ -97,18 +97,9 @@ pub fn kind_of_error_name(name: &str) -> Kind {
         .unwrap_or(Kind::Internal)
 }
 
-/// What clients can read, shared with the worker threads.
-#[derive(Debug, Clone)]
-struct Live {
-    operation: String,
-    progress: (i32, u64, u64, String),
-    last_error: String,
-    busy: bool,
-    completed: Option<(u64, i32, String)>,
-}
-
-/// A copy of the live properties for observers inside the daemon (the fleet
-/// link), sent whenever the service emits `PropertiesChanged`.
+/// The live properties: what clients read (shared with the install's
+/// worker), and what observers inside the daemon (the fleet link) receive
+/// whenever the service emits `PropertiesChanged`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LiveView {
     /// `Operation`.
@@ -125,22 +116,22 @@ pub struct LiveView {
 
 /// The `org.seesaw.Updater1` object.
 pub struct UpdaterService {
-    config: PathBuf,
-    live: Arc<Mutex<Live>>,
+    service: Service,
+    live: Arc<Mutex<LiveView>>,
     cancel: Arc<AtomicBool>,
     observers: tokio::sync::watch::Sender<LiveView>,
 }
 
-fn lock(live: &Mutex<Live>) -> std::sync::MutexGuard<'_, Live> {
+fn lock(live: &Mutex<LiveView>) -> std::sync::MutexGuard<'_, LiveView> {
     live.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl UpdaterService {
-    /// A service for the device configured in `config`, starting in `operation`.
-    pub fn new(config: PathBuf, operation: &str, last_error: String) -> UpdaterService {
+    /// The D-Bus object of `service`, starting in `operation`.
+    pub fn new(service: Service, operation: &str, last_error: String) -> UpdaterService {
         UpdaterService {
-            config,
-            live: Arc::new(Mutex::new(Live {
+            service,
+            live: Arc::new(Mutex::new(LiveView {
                 operation: operation.to_string(),
                 progress: (0, 0, 0, String::new()),
                 last_error,
@@ -161,14 +152,7 @@ impl UpdaterService {
     }
 
     fn notify_observers(&self) {
-        let l = lock(&self.live).clone();
-        self.observers.send_replace(LiveView {
-            operation: l.operation,
-            progress: l.progress,
-            last_error: l.last_error,
-            busy: l.busy,
-            completed: l.completed,
-        });
+        self.observers.send_replace(lock(&self.live).clone());
     }
 
     /// Sets the `Operation` property (the caller emits the change).
@@ -222,19 +206,18 @@ impl UpdaterService {
         }
         self.cancel.store(false, Ordering::SeqCst);
         let conn = conn.clone();
-        let config = self.config.clone();
+        let service = self.service.clone();
         let live = self.live.clone();
         let cancel = self.cancel.clone();
         tokio::spawn(async move {
-            run_install(conn, config, source, force, live, cancel).await;
+            run_install(conn, service, source, force, live, cancel).await;
         });
         Ok(())
     }
 
-    fn updater(config: &std::path::Path) -> Result<Updater, UpdateError> {
-        let mut u = Updater::open(config)?;
-        u.record_failures(true);
-        Ok(u)
+    /// The lifecycle phase's name now (`idle` if it cannot be read).
+    async fn phase_name(&self) -> &'static str {
+        phase_name(&self.service).await
     }
 }
 
@@ -333,10 +316,11 @@ impl UpdaterService {
                 "busy: an operation is in progress".into(),
             ));
         }
-        let config = self.config.clone();
+        let service = self.service.clone();
         let result = tokio::task::spawn_blocking(move || {
-            let mut u =
-                UpdaterService::updater(&config).map_err(|e| ServiceError::from_update(&e))?;
+            let mut u = service
+                .updater()
+                .map_err(|e| ServiceError::from_update(&e))?;
             let booted = u.booted_slot().map_err(|e| ServiceError::from_update(&e))?;
             let target = match slot.as_str() {
                 "" | "booted" => booted,
@@ -350,7 +334,7 @@ impl UpdaterService {
                     "only the booted slot {booted} can be marked good"
                 )));
             }
-            let now = OffsetDateTime::now_utc();
+            let now = service.now();
             let report = if good {
                 u.mark_good(now)
             } else {
@@ -359,17 +343,10 @@ impl UpdaterService {
             report.map_err(|e| ServiceError::from_update(&e))
         })
         .await
-        .map_err(|e| ServiceError::IO(e.to_string()))??;
+        .unwrap_or_else(|e| Err(ServiceError::from_update(&UpdateError::panicked("mark", e))))?;
         // Marking can end an awaiting reboot or a trial: follow the lifecycle.
-        let config = self.config.clone();
-        let phase =
-            tokio::task::spawn_blocking(move || Updater::open(&config).and_then(|u| u.phase()))
-                .await
-                .ok()
-                .and_then(Result::ok);
-        if let Some(phase) = phase {
-            self.set_operation(phase.name());
-        }
+        let phase = self.phase_name().await;
+        self.set_operation(phase);
         emit_live_changes(conn).await;
         Ok((result.slot.name().to_string(), result.message))
     }
@@ -380,10 +357,10 @@ impl UpdaterService {
     async fn get_slot_status(
         &self,
     ) -> Result<Vec<(String, HashMap<String, OwnedValue>)>, ServiceError> {
-        let config = self.config.clone();
-        let status = tokio::task::spawn_blocking(move || Updater::open(&config)?.status())
+        let status = self
+            .service
+            .run("status", |u, _| u.status())
             .await
-            .map_err(|e| ServiceError::IO(e.to_string()))?
             .map_err(|e| ServiceError::from_update(&e))?;
         Ok(status
             .slots
@@ -438,59 +415,45 @@ impl UpdaterService {
     /// The running slot (`A` or `B`).
     #[zbus(property)]
     async fn boot_slot(&self) -> String {
-        let config = self.config.clone();
-        tokio::task::spawn_blocking(move || {
-            Updater::open(&config)
-                .and_then(|u| u.booted_slot())
-                .map(|s| s.name().to_string())
-                .unwrap_or_default()
-        })
-        .await
-        .unwrap_or_default()
+        self.service
+            .run("status", |u, _| u.booted_slot())
+            .await
+            .map(|s| s.name().to_string())
+            .unwrap_or_default()
     }
 
     /// The slot U-Boot will try first (`A`, `B`, or empty if none).
     #[zbus(property)]
     async fn primary_slot(&self) -> String {
-        let config = self.config.clone();
-        tokio::task::spawn_blocking(move || {
-            Updater::open(&config)
-                .and_then(|u| u.status())
-                .ok()
-                .and_then(|s| s.primary)
-                .map(|s| s.name().to_string())
-                .unwrap_or_default()
-        })
-        .await
-        .unwrap_or_default()
+        self.service
+            .run("status", |u, _| u.status())
+            .await
+            .ok()
+            .and_then(|s| s.primary)
+            .map(|s| s.name().to_string())
+            .unwrap_or_default()
     }
 
     /// This device's compatible string.
     #[zbus(property)]
     async fn compatible(&self) -> String {
-        crate::config::Config::load(&self.config)
-            .map(|c| c.compatible)
-            .unwrap_or_default()
+        self.service.config().compatible.clone()
     }
 
     /// The version running in the booted slot, if seesaw installed it.
     #[zbus(property)]
     async fn version(&self) -> String {
-        let config = self.config.clone();
-        tokio::task::spawn_blocking(move || {
-            Updater::open(&config)
-                .and_then(|u| u.status())
-                .ok()
-                .and_then(|s| {
-                    s.slots
-                        .into_iter()
-                        .find(|x| x.booted)
-                        .and_then(|x| x.version)
-                })
-                .unwrap_or_default()
-        })
-        .await
-        .unwrap_or_default()
+        self.service
+            .run("status", |u, _| u.status())
+            .await
+            .ok()
+            .and_then(|s| {
+                s.slots
+                    .into_iter()
+                    .find(|x| x.booted)
+                    .and_then(|x| x.version)
+            })
+            .unwrap_or_default()
     }
 
     /// An install ended: `result` 0 on success, otherwise the CLI exit
@@ -522,27 +485,34 @@ pub async fn emit_live_changes(conn: &zbus::Connection) {
     let _ = svc.version_changed(emitter).await;
 }
 
+/// The lifecycle phase's name now (`idle` if it cannot be read).
+pub async fn phase_name(service: &Service) -> &'static str {
+    service
+        .run("status", |u, _| u.phase())
+        .await
+        .map(|p| p.name())
+        .unwrap_or("idle")
+}
+
 async fn run_install(
     conn: zbus::Connection,
-    config: PathBuf,
+    service: Service,
     source: String,
     force: bool,
-    live: Arc<Mutex<Live>>,
+    live: Arc<Mutex<LiveView>>,
     cancel: Arc<AtomicBool>,
 ) {
     // The install logs its own journal events (started, completed, failed).
     log::info!("install of {source} requested");
     emit_live_changes(&conn).await;
     let (tx, mut rx) = tokio::sync::watch::channel((0u64, 0u64, 0u64));
-    let config2 = config.clone();
-    let work = tokio::task::spawn_blocking(move || {
-        let mut u = UpdaterService::updater(&config2)?;
+    let work = service.run("install", move |mut u, now| {
         u.install_source(
             &source,
             &InstallOptions { threads: 0, force },
             &WatchProgress(tx),
             &cancel,
-            OffsetDateTime::now_utc(),
+            now,
         )
     });
     // Forward progress at most every 200 ms until the worker ends.
@@ -578,19 +548,11 @@ async fn run_install(
         }
     };
     let (result, ()) = tokio::join!(work, forward);
-    let result = result.unwrap_or_else(|e| Err(UpdateError::panicked("install", e)));
     let (code, message) = match &result {
         Ok(r) => (0, crate::progress::installed_message(&r.version, r.slot)),
         Err(e) => (e.kind().exit_status(), crate::progress::failed_message(e)),
     };
-    let operation = tokio::task::spawn_blocking(move || {
-        Updater::open(&config)
-            .and_then(|u| u.phase())
-            .map(|p| p.name())
-            .unwrap_or("idle")
-    })
-    .await
-    .unwrap_or("idle");
+    let operation = phase_name(&service).await;
     {
         let mut l = lock(&live);
         l.busy = false;

@@ -46,6 +46,7 @@ pub mod lifecycle;
 pub mod manifest;
 pub mod mounts;
 pub mod progress;
+pub mod service;
 pub mod slot;
 pub mod state;
 pub mod transport;

@@ -14,7 +14,6 @@
 //! reachable again, so an outage loses no state change and never slows an
 //! install.
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use rumqttc::{AsyncClient, Event, EventLoop, LastWill, MqttOptions, Packet, QoS, Transport};
@@ -25,7 +24,7 @@ use super::record::{FleetRecord, RecordStore};
 use super::{Deployment, DeviceStatus, FleetError, SlotReport};
 use crate::config::{Config, FleetConfig};
 use crate::dbus::{LiveView, ServiceError, UpdaterService, OBJECT_PATH};
-use crate::updater::Updater;
+use crate::service::Service;
 
 /// How many recent deployment ids the record keeps (a deployment id seen
 /// among them is never acted on again).
@@ -193,7 +192,8 @@ impl FleetLink {
 }
 
 /// Starts the fleet link of the daemon on `conn` (whose object server holds
-/// the [`UpdaterService`]) if `config_path` has a `[fleet]` section. Returns
+/// the [`UpdaterService`]) if `service`'s configuration has a `[fleet]`
+/// section. Returns
 /// at once (`None` without a section); the link runs until the daemon
 /// exits or [`FleetLink::stop`].
 ///
@@ -201,13 +201,9 @@ impl FleetLink {
 /// (identity, broker URL, TLS files); the daemon then runs without a link.
 pub async fn start(
     conn: zbus::Connection,
-    config_path: PathBuf,
+    service: Service,
 ) -> Result<Option<FleetLink>, FleetError> {
-    let path = config_path.clone();
-    let config = tokio::task::spawn_blocking(move || Config::load(&path))
-        .await
-        .map_err(|e| FleetError::Config(e.to_string()))?
-        .map_err(|e| FleetError::Config(e.to_string()))?;
+    let config = service.config();
     let Some(fleet) = config.fleet.clone() else {
         return Ok(None);
     };
@@ -219,10 +215,12 @@ pub async fn start(
     });
     // The first last will already says what the device runs.
     let initial = {
-        let (path, id, record) = (config_path.clone(), id.clone(), record.clone());
-        tokio::task::spawn_blocking(move || build_status(&path, &id, &LiveView::default(), &record))
-            .await
-            .map_err(|e| FleetError::Config(e.to_string()))?
+        let (service, id, record) = (service.clone(), id.clone(), record.clone());
+        tokio::task::spawn_blocking(move || {
+            build_status(&service, &id, &LiveView::default(), &record)
+        })
+        .await
+        .map_err(|e| FleetError::Config(e.to_string()))?
     };
     let options = mqtt_options(&fleet, &id, &initial)?;
     let (client, eventloop) = AsyncClient::new(options, 64);
@@ -259,7 +257,7 @@ pub async fn start(
     );
     let device = DeviceLink {
         conn,
-        config_path,
+        service,
         progress_interval: Duration::from_millis(fleet.progress_interval_ms),
         id,
         client,
@@ -282,7 +280,7 @@ pub async fn start(
 /// The link task's state.
 struct DeviceLink {
     conn: zbus::Connection,
-    config_path: PathBuf,
+    service: Service,
     progress_interval: Duration,
     id: Identity,
     client: AsyncClient,
@@ -336,11 +334,11 @@ fn result_name(code: i32) -> &'static str {
 
 /// Checks an envelope carried in a deployment before anything is fetched:
 /// signatures against the trust policy, compatible, and the deny-list.
-fn precheck_envelope(config_path: &Path, envelope: &serde_json::Value) -> Result<(), String> {
-    let u = Updater::open(config_path).map_err(|e| format!("{e:#}"))?;
+fn precheck_envelope(service: &Service, envelope: &serde_json::Value) -> Result<(), String> {
+    let u = service.updater().map_err(|e| format!("{e:#}"))?;
     let policy = u
         .config()
-        .trust_policy(config_path)
+        .trust_policy(service.config_path())
         .map_err(|e| format!("{e:#}"))?;
     let bytes = serde_json::to_vec(envelope).unwrap_or_default();
     let env = crate::trust::Envelope::from_json(&bytes)
@@ -369,7 +367,7 @@ fn precheck_envelope(config_path: &Path, envelope: &serde_json::Value) -> Result
 
 /// The status of the device now, from the updater and the live properties.
 fn build_status(
-    config_path: &Path,
+    service: &Service,
     id: &Identity,
     view: &LiveView,
     record: &FleetRecord,
@@ -391,7 +389,7 @@ fn build_status(
         s.bytes_done = view.progress.1;
         s.bytes_total = view.progress.2;
     }
-    match Updater::open(config_path).and_then(|u| u.status()) {
+    match service.updater().and_then(|u| u.status()) {
         Ok(st) => {
             s.compatible = st.compatible.clone();
             s.booted_slot = st.booted.name().to_string();
@@ -525,14 +523,14 @@ impl DeviceLink {
         if !self.connected {
             return;
         }
-        let (path, id, view, record) = (
-            self.config_path.clone(),
+        let (service, id, view, record) = (
+            self.service.clone(),
             self.id.clone(),
             view.clone(),
             self.record.clone(),
         );
         let Ok(status) =
-            tokio::task::spawn_blocking(move || build_status(&path, &id, &view, &record)).await
+            tokio::task::spawn_blocking(move || build_status(&service, &id, &view, &record)).await
         else {
             return;
         };
@@ -613,10 +611,11 @@ impl DeviceLink {
             d.manifest_url
         );
         if let Some(envelope) = d.envelope.clone() {
-            let path = self.config_path.clone();
-            let verdict = tokio::task::spawn_blocking(move || precheck_envelope(&path, &envelope))
-                .await
-                .unwrap_or_else(|e| Err(e.to_string()));
+            let service = self.service.clone();
+            let verdict =
+                tokio::task::spawn_blocking(move || precheck_envelope(&service, &envelope))
+                    .await
+                    .unwrap_or_else(|e| Err(e.to_string()));
             if let Err(reason) = verdict {
                 log::warn!("fleet: deployment {} refused: {reason}", d.deployment_id);
                 self.set_result(&d.deployment_id, "refused", &reason);
@@ -696,14 +695,14 @@ impl DeviceLink {
         if !self.connected {
             return None;
         }
-        let (path, id, view2, record) = (
-            self.config_path.clone(),
+        let (service, id, view2, record) = (
+            self.service.clone(),
             self.id.clone(),
             view.clone(),
             self.record.clone(),
         );
         let status =
-            match tokio::task::spawn_blocking(move || build_status(&path, &id, &view2, &record))
+            match tokio::task::spawn_blocking(move || build_status(&service, &id, &view2, &record))
                 .await
             {
                 Ok(s) => s,
