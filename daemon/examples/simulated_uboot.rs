@@ -8,16 +8,20 @@
 //!                                             # decrement its tries, save, and
 //!                                             # write the kernel command line
 //! ```
-//! `boot` uses `seesaw::updater::power_on` (`BootState::select_boot`), the Rust statement of
+//! `boot` uses `sim/power_on.rs` (`BootState::select_boot`), the Rust statement of
 //! the boot script's algorithm, and prints the same console marker the
 //! scripts print.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "sim/power_on.rs"]
+mod power_on;
 
 use std::path::Path;
 use std::process::ExitCode;
 
+use power_on::power_on;
 use seesaw::slot::BootChoice;
 use seesaw::uboot_env::{EnvBlock, EnvLayout, FwEnvConfig, UbootEnv};
-use seesaw::updater::power_on;
 
 /// Variables a board's built-in environment typically carries; they must
 /// survive every write seesaw makes.

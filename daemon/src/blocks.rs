@@ -344,6 +344,17 @@ fn for_each_block(
     Ok(())
 }
 
+/// How [`build`] lays out and compresses a block store.
+#[derive(Debug, Clone, Copy)]
+pub struct BuildOptions<'a> {
+    /// Earlier images whose blocks get frames of their own.
+    pub bases: &'a [PathBuf],
+    /// zstd level.
+    pub level: i32,
+    /// Compression threads (0 = one per core).
+    pub threads: usize,
+}
+
 /// Builds the block store of the image `src` (`size` bytes): writes the
 /// frames to `out` and returns the index. Blocks that none of the `bases`
 /// (earlier images) contain are kept in frames of their own, so a device
@@ -352,17 +363,19 @@ fn for_each_block(
 /// `level` on `threads` threads (0 = one per core), with content checksums.
 ///
 /// Errors: [`BlockError::Io`], [`BlockError::Compress`].
-#[allow(clippy::too_many_arguments)]
 pub fn build(
     src: &File,
     src_path: &Path,
     size: u64,
-    bases: &[PathBuf],
-    level: i32,
-    threads: usize,
+    options: &BuildOptions<'_>,
     out: &mut dyn Write,
     out_path: &Path,
 ) -> Result<BlockIndex, BlockError> {
+    let BuildOptions {
+        bases,
+        level,
+        threads,
+    } = *options;
     let mut known: HashSet<[u8; 32]> = HashSet::new();
     for base in bases {
         let f = File::open(base).map_err(io("open", base))?;
@@ -658,25 +671,43 @@ fn in_target(index: &BlockIndex, chunk_size: u64, done: &[bool]) -> Vec<u64> {
     at
 }
 
+/// Where an [`Assembler`] takes the blocks of an image from.
+pub struct AssemblerSources<'a> {
+    /// The blocks found in the running slot.
+    pub local: LocalBlocks,
+    /// The running slot's device, if blocks are read from it.
+    pub running: Option<&'a Path>,
+    /// The target slot's device (chunks already written are read back from it).
+    pub target: &'a Path,
+    /// Serves the frames [`needed_frames`] chose, at `store_start` + their offset.
+    pub planned: &'a dyn crate::install::PayloadSource,
+    /// Offset of the block store in `planned`, bytes.
+    pub store_start: u64,
+    /// Serves any other frame (a local block that did not verify).
+    pub refetch: &'a dyn Refetch,
+    /// Chunks already in the target.
+    pub done: &'a [bool],
+}
+
 impl<'a> Assembler<'a> {
-    /// An assembler for `index` with chunks of `chunk_size` bytes. `planned`
-    /// serves the frames [`needed_frames`] chose, at `store_start` + their
-    /// offset; `refetch` anything else, within `budget` extra bytes
-    /// (0 = unlimited). `done` marks chunks already in the target.
+    /// An assembler for `index` with chunks of `chunk_size` bytes, taking
+    /// blocks from `sources` (see [`AssemblerSources`]).
     ///
     /// Errors: the running or target slot cannot be opened for reading.
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         index: &'a BlockIndex,
         chunk_size: u64,
-        local: LocalBlocks,
-        running: Option<&Path>,
-        target: &Path,
-        planned: &'a dyn crate::install::PayloadSource,
-        store_start: u64,
-        refetch: &'a dyn Refetch,
-        done: &[bool],
+        sources: AssemblerSources<'a>,
     ) -> Result<Assembler<'a>, BlockError> {
+        let AssemblerSources {
+            local,
+            running,
+            target,
+            planned,
+            store_start,
+            refetch,
+            done,
+        } = sources;
         let running = match running {
             Some(p) => Some((File::open(p).map_err(io("open", p))?, p.to_path_buf())),
             None => None,
@@ -960,7 +991,12 @@ mod tests {
         let (f, p, size) = image(dir, "new.img", pattern);
         let mut store = Vec::new();
         let out = dir.join("store");
-        let index = build(&f, &p, size, bases, 3, 2, &mut store, &out).unwrap();
+        let opts = BuildOptions {
+            bases,
+            level: 3,
+            threads: 2,
+        };
+        let index = build(&f, &p, size, &opts, &mut store, &out).unwrap();
         (index, store)
     }
 
@@ -1023,7 +1059,14 @@ mod tests {
             let (f, p, size) = image(d.path(), "old2.img", &[3, 1, 0, 2, 8]);
             let mut s = Vec::new();
             let out = d.path().join("s");
-            (build(&f, &p, size, &[], 3, 1, &mut s, &out).unwrap(), s)
+            {
+                let opts = BuildOptions {
+                    bases: &[],
+                    level: 3,
+                    threads: 1,
+                };
+                (build(&f, &p, size, &opts, &mut s, &out).unwrap(), s)
+            }
         };
         let (index, _) = build_of(d.path(), &[1, 2, 0, 4, 2, 8], &[]);
         let cancel = AtomicBool::new(false);

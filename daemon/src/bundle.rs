@@ -25,6 +25,7 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use crate::manifest::{self, Chunk, Compression, Image, Manifest, ManifestError};
+use crate::transport::{Fetcher, TransportError};
 use crate::trust::{Envelope, Signer, TrustError, TrustPolicy, MANIFEST_PAYLOAD_TYPE};
 
 /// The 8 magic bytes a bundle starts with.
@@ -302,17 +303,13 @@ fn write_block_store(
         let file = File::create(&tmp_blocks).map_err(io("create", &tmp_blocks))?;
         let mut out = BufWriter::with_capacity(1 << 20, file);
         let block_err = |e: crate::blocks::BlockError| BundleError::BlockIndex(e.to_string());
-        let index = crate::blocks::build(
-            src,
-            src_path,
-            size,
+        let build = crate::blocks::BuildOptions {
             bases,
-            opts.zstd_level,
-            opts.threads,
-            &mut out,
-            &tmp_blocks,
-        )
-        .map_err(block_err)?;
+            level: opts.zstd_level,
+            threads: opts.threads,
+        };
+        let index = crate::blocks::build(src, src_path, size, &build, &mut out, &tmp_blocks)
+            .map_err(block_err)?;
         let file = out
             .into_inner()
             .map_err(|e| io("write", &tmp_blocks)(e.into_error()))?;
@@ -574,6 +571,118 @@ fn open_regular(path: &Path) -> Result<File, BundleError> {
     Ok(file)
 }
 
+/// The envelope length a bundle's 16-byte header gives, after checking the
+/// magic (`name` is the file or URL, for messages).
+///
+/// Errors: [`BundleError::NotABundle`] (too short or not the magic),
+/// [`BundleError::BadEnvelopeLength`] (0 or over [`MAX_ENVELOPE`]).
+pub fn envelope_len(head: &[u8], name: &Path) -> Result<u64, BundleError> {
+    if head.len() < HEADER_LEN as usize || head[..8] != MAGIC[..] {
+        return Err(BundleError::NotABundle(name.into()));
+    }
+    let mut len_bytes = [0u8; 8];
+    len_bytes.copy_from_slice(&head[8..16]);
+    let len = u64::from_le_bytes(len_bytes);
+    if len == 0 || len > MAX_ENVELOPE {
+        return Err(BundleError::BadEnvelopeLength {
+            path: name.into(),
+            len,
+        });
+    }
+    Ok(len)
+}
+
+/// The manifest an envelope carries, once its signatures meet `policy`:
+/// the one verification of a manifest, whether it came in a bundle file,
+/// over HTTPS or in a fleet deployment. The manifest is parsed only after
+/// the signatures verified.
+///
+/// Errors: [`BundleError::Trust`] (signatures, payload type),
+/// [`BundleError::Manifest`] (not a valid manifest).
+pub fn verify_manifest(policy: &TrustPolicy, envelope: &Envelope) -> Result<Manifest, BundleError> {
+    let payload = policy.verify(envelope, MANIFEST_PAYLOAD_TYPE)?;
+    Ok(Manifest::from_json(&payload)?)
+}
+
+/// Errors of opening a bundle, or the block index of one, over the network.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// The bytes could not be fetched.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// What was fetched is refused.
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
+}
+
+impl crate::failure::Classify for FetchError {
+    fn kind(&self) -> crate::failure::Kind {
+        match self {
+            FetchError::Transport(e) => e.kind(),
+            FetchError::Bundle(e) => e.kind(),
+        }
+    }
+}
+
+/// A bundle opened over HTTPS and verified: a one-file bundle, or a network
+/// layout's `manifest.dsse.json` whose payload is a sibling file.
+#[derive(Debug)]
+pub struct RemoteBundle {
+    /// The verified manifest.
+    pub manifest: Manifest,
+    /// Where the payload is: the bundle itself, or the manifest's
+    /// `payload_file` next to the envelope.
+    pub payload_url: String,
+    /// Offset of the payload in `payload_url`, bytes (0 for a network
+    /// layout).
+    pub payload_start: u64,
+}
+
+impl RemoteBundle {
+    /// Fetches the envelope at `url` (a one-file bundle starts with
+    /// [`MAGIC`]; a network layout's envelope is JSON), verifies it against
+    /// `policy` and finds the payload. Reads the header, the envelope and
+    /// nothing of the payload.
+    ///
+    /// Errors: [`FetchError::Transport`]; [`FetchError::Bundle`] with
+    /// [`BundleError::BadEnvelopeLength`], [`BundleError::Trust`],
+    /// [`BundleError::Manifest`], or [`BundleError::InvalidOption`] when the
+    /// manifest's `payload_file` does not match the kind of URL.
+    pub fn open(
+        fetcher: &Fetcher,
+        url: &str,
+        policy: &TrustPolicy,
+    ) -> Result<RemoteBundle, FetchError> {
+        let head = fetcher.get_range(url, 0, HEADER_LEN)?;
+        let (envelope, payload_url, payload_start) = if head.starts_with(MAGIC) {
+            let len = envelope_len(&head, Path::new(url))?;
+            let json = fetcher.get_range(url, HEADER_LEN, len)?;
+            let env = Envelope::from_json(&json).map_err(BundleError::from)?;
+            (env, url.to_string(), HEADER_LEN + len)
+        } else {
+            let json = fetcher.get_small(url, MAX_ENVELOPE)?;
+            let env = Envelope::from_json(&json).map_err(BundleError::from)?;
+            (env, String::new(), 0)
+        };
+        let manifest = verify_manifest(policy, &envelope)?;
+        let payload_url = match (&manifest.rootfs().payload_file, payload_url.is_empty()) {
+            (None, false) => payload_url,
+            (Some(file), true) => crate::transport::sibling_url(url, file)?,
+            _ => {
+                return Err(BundleError::InvalidOption(
+                    "the manifest's payload_file does not match the kind of URL".into(),
+                )
+                .into())
+            }
+        };
+        Ok(RemoteBundle {
+            manifest,
+            payload_url,
+            payload_start,
+        })
+    }
+}
+
 impl RawBundle {
     /// Opens `path` and reads its header and envelope.
     ///
@@ -599,18 +708,7 @@ impl RawBundle {
             return Err(BundleError::NotABundle(path.into()));
         }
         file.read_exact(&mut head).map_err(io("read", path))?;
-        if &head[..8] != MAGIC {
-            return Err(BundleError::NotABundle(path.into()));
-        }
-        let mut len_bytes = [0u8; 8];
-        len_bytes.copy_from_slice(&head[8..16]);
-        let len = u64::from_le_bytes(len_bytes);
-        if len == 0 || len > MAX_ENVELOPE {
-            return Err(BundleError::BadEnvelopeLength {
-                path: path.into(),
-                len,
-            });
-        }
+        let len = envelope_len(&head, path)?;
         if file_len < HEADER_LEN + len {
             return Err(BundleError::Truncated {
                 path: path.into(),
@@ -636,8 +734,7 @@ impl RawBundle {
     /// Errors: [`BundleError::Trust`], [`BundleError::Manifest`],
     /// [`BundleError::Truncated`], [`BundleError::TrailingData`].
     pub fn verify(self, policy: &TrustPolicy) -> Result<VerifiedBundle, BundleError> {
-        let payload = policy.verify(&self.envelope, MANIFEST_PAYLOAD_TYPE)?;
-        let manifest = Manifest::from_json(&payload)?;
+        let manifest = verify_manifest(policy, &self.envelope)?;
         self.check_length(&manifest)?;
         Ok(VerifiedBundle {
             raw: self,

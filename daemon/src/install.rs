@@ -543,7 +543,26 @@ impl ChunkSource for StoredChunks<'_> {
     }
 }
 
-/// Writes `image` from `source` into `target` and reads it back; see the
+/// One image to write into a slot, and what the write reports to.
+#[derive(Clone, Copy)]
+pub struct WriteJob<'a> {
+    /// Where the chunks' bytes come from, before they are verified.
+    pub source: &'a dyn ChunkSource,
+    /// The verified image: chunk table and hashes.
+    pub image: &'a Image,
+    /// The slot written.
+    pub target: &'a dyn SlotDevice,
+    /// Worker threads (0 = one per core).
+    pub threads: usize,
+    /// Byte progress of writing and reading back.
+    pub progress: &'a dyn Progress,
+    /// The journal of written chunks.
+    pub log: &'a dyn ChunkLog,
+    /// Checked before every chunk; set to stop.
+    pub cancel: &'a AtomicBool,
+}
+
+/// Writes the job's `image` from `source` into `target` and reads it back; see the
 /// module documentation for the guarantees. Up to `threads` workers
 /// (0 = one per core; never more than the source allows) verify and write
 /// chunks in parallel while the calling thread reads them back in order;
@@ -554,16 +573,8 @@ impl ChunkSource for StoredChunks<'_> {
 ///
 /// Errors: every [`InstallError`] variant; on error the target's header is
 /// wiped (best effort) and nothing else was touched.
-#[allow(clippy::too_many_arguments)]
-pub fn write_image(
-    source: &dyn ChunkSource,
-    image: &Image,
-    target: &dyn SlotDevice,
-    threads: usize,
-    progress: &dyn Progress,
-    log: &dyn ChunkLog,
-    cancel: &AtomicBool,
-) -> Result<(), InstallError> {
+pub fn write_image(job: &WriteJob<'_>) -> Result<(), InstallError> {
+    let WriteJob { image, target, .. } = *job;
     if image.size > target.size() {
         return Err(InstallError::TooLarge {
             path: target.path().into(),
@@ -582,23 +593,23 @@ pub fn write_image(
         offset: 0,
         source,
     })?;
-    let result = write_and_read_back(source, image, target, threads, progress, log, cancel);
+    let result = write_and_read_back(job);
     if result.is_err() {
         let _ = wipe().and_then(|_| target.flush());
     }
     result
 }
 
-#[allow(clippy::too_many_arguments)]
-fn write_and_read_back(
-    source: &dyn ChunkSource,
-    image: &Image,
-    target: &dyn SlotDevice,
-    threads: usize,
-    progress: &dyn Progress,
-    log: &dyn ChunkLog,
-    cancel: &AtomicBool,
-) -> Result<(), InstallError> {
+fn write_and_read_back(job: &WriteJob<'_>) -> Result<(), InstallError> {
+    let WriteJob {
+        source,
+        image,
+        target,
+        threads,
+        progress,
+        log,
+        cancel,
+    } = *job;
     let n = image.chunks.len();
     let threads = crate::install::worker_threads(threads)
         .min(source.max_workers())

@@ -1,34 +1,50 @@
 //! seesaw: an A/B over-the-air updater for embedded Linux boards booted by U-Boot.
 //!
 //! # Layout
+//! Three layers; a module names only modules of its own layer or a lower
+//! one, and the module graph has no cycles (`tests/module_graph.rs` checks
+//! both).
+//!
+//! **Core** — pure logic and formats, no device I/O beyond their own files:
+//! - [`failure`] — what kind of failure an error is, and the exit statuses.
 //! - [`slot`] — the two root filesystem slots and the boot contract with U-Boot
 //!   (`BOOT_ORDER`, `BOOT_x_LEFT`): pure functions, no I/O.
-//! - [`uboot_env`] — the U-Boot environment block (CRC32, redundant copies,
-//!   `fw_env.config`) read and written natively, behind the [`uboot_env::BootEnv`] trait.
+//! - [`lifecycle`] — the update lifecycle as a pure state machine.
 //! - [`manifest`] — the signed description of an update (compatible, versions,
 //!   images, chunk hashes) and the checks made on it before a byte is written.
 //! - [`trust`] — DSSE envelopes, ed25519 keys and the role/threshold trust policy.
+//! - [`state`] — what the device remembers across boots, written atomically.
+//! - [`events`] — stable journald `MESSAGE_ID`s, the entries and logger set-up.
+//!
+//! **Touchpoints and operations** — the OS, the devices, the network:
+//! - [`uboot_env`] — the U-Boot environment block (CRC32, redundant copies,
+//!   `fw_env.config`) read and written natively, behind the [`uboot_env::BootEnv`] trait.
+//! - [`mounts`] — what the running system uses: no slot target that is
+//!   mounted or holds the root file system is ever written.
+//! - [`config`] — `/etc/seesaw/seesaw.toml`.
 //! - [`transport`] — HTTPS sources: resuming range streams, timeouts, TLS trust.
 //! - [`bundle`] — the one-file bundle (envelope first, then zstd payload): create,
-//!   countersign, open.
+//!   countersign, open from a file or over HTTPS, and the one manifest
+//!   verification.
 //! - [`blocks`] — the content-addressed block store and index for delta
 //!   updates from the running slot.
 //! - [`install`] — the streaming install pipeline into the inactive slot.
-//! - [`mounts`] — what the running system uses: no slot target that is
-//!   mounted or holds the root file system is ever written.
-//! - [`lifecycle`] — the update lifecycle as a pure state machine.
-//! - [`state`] — what the device remembers across boots, written atomically.
-//! - [`config`] — `/etc/seesaw/seesaw.toml`.
-//! - [`updater`] — the operations the front ends call (install, status, mark).
+//! - [`delta`] — planning a delta install and the kept block indexes.
+//! - [`journal`] — the install journal that lets an interrupted install resume.
 //! - [`health`] — the health gate of a trial boot (systemd's state, units, commands).
+//! - [`updater`] — the operations the front ends call (install, status, mark).
+//! - [`service`] — the updater as a long-running service: configuration
+//!   loaded once, touchpoints injected, explicit reload.
+//! - [`progress`] — the one progress display and result document of an install.
+//! - [`fleet`] — fleet messages (deployments in, device status out), with
+//!   the device link and the operator side as front ends below it.
+//!
+//! **Front ends** — convert arguments and call the operations:
 //! - [`daemon`] — `seesaw daemon`: the systemd service wiring.
 //! - [`dbus`] — the `org.seesaw.Updater1` D-Bus interface and its client proxy.
-//! - [`events`] — stable journald `MESSAGE_ID`s and logger set-up.
-//! - [`fleet`] — fleet push over MQTT: deployments in, device status out
-//!   (the device link in `seesaw daemon`, the operator side of `seesaw fleet`).
-//! - [`cli`] — the command-line front end; [`client`] — its D-Bus side;
-//!   [`progress`] — what both show while an install runs (bar, lines or
-//!   JSON on stderr) and the JSON result document of `install --json`.
+//! - [`fleet::device`] — the device's MQTT link in `seesaw daemon`;
+//!   [`fleet::operator`] — `seesaw fleet`.
+//! - [`cli`] — the command-line front end; [`client`] — its D-Bus side.
 
 pub mod blocks;
 pub mod bundle;
@@ -37,11 +53,13 @@ pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod dbus;
+pub mod delta;
 pub mod events;
 pub mod failure;
 pub mod fleet;
 pub mod health;
 pub mod install;
+pub mod journal;
 pub mod lifecycle;
 pub mod manifest;
 pub mod mounts;

@@ -12,12 +12,13 @@ use std::sync::atomic::AtomicBool;
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::blocks::{Assembler, BlockIndex, LocalBlocks};
-use crate::bundle::{BundleError, RawBundle};
+use crate::bundle::{BundleError, FetchError, RawBundle, RemoteBundle};
 use crate::config::{Config, ConfigError};
+use crate::delta;
 use crate::events::Entry;
 use crate::failure::{Classify, Kind};
 use crate::install::{self, FileSlot, FileSource, InstallError, Progress};
+use crate::journal;
 use crate::lifecycle::{self, Action, Event, Phase, Refusal, Situation};
 use crate::manifest::{format_time, DeviceFacts, Manifest, ManifestError};
 use crate::slot::{booted_slot_from_cmdline, BootState, Slot, SlotError, VAR_FLOOR};
@@ -93,6 +94,15 @@ impl UpdateError {
     }
 }
 
+impl From<FetchError> for UpdateError {
+    fn from(e: FetchError) -> UpdateError {
+        match e {
+            FetchError::Transport(e) => UpdateError::Transport(e),
+            FetchError::Bundle(e) => UpdateError::Bundle(e),
+        }
+    }
+}
+
 impl Classify for UpdateError {
     fn kind(&self) -> Kind {
         match self {
@@ -137,41 +147,6 @@ impl InstallReport {
     fn downloaded(mut self, bytes: u64) -> InstallReport {
         self.downloaded = bytes;
         self
-    }
-}
-
-/// What is kept next to a slot's block index: the image it describes.
-#[derive(Debug, Serialize, serde::Deserialize)]
-struct KeptIndex {
-    image_sha256: String,
-    image_size: u64,
-}
-
-/// What a delta install downloads and where the rest comes from.
-struct BlockPlan<'a> {
-    url: String,
-    store_url: String,
-    /// Bytes to download, the index included.
-    planned: u64,
-    index: BlockIndex,
-    index_bytes: Vec<u8>,
-    local: LocalBlocks,
-    running_dev: PathBuf,
-    /// The frames to download, coalesced into range requests.
-    source: HttpSource<'a>,
-}
-
-/// Out-of-plan fetches from the block store.
-struct StoreRefetch<'a> {
-    fetcher: &'a Fetcher,
-    url: &'a str,
-}
-
-impl crate::blocks::Refetch for StoreRefetch<'_> {
-    fn get(&self, offset: u64, len: u64) -> std::io::Result<Vec<u8>> {
-        self.fetcher
-            .get_range(self.url, offset, len)
-            .map_err(std::io::Error::other)
     }
 }
 
@@ -259,6 +234,17 @@ pub struct Updater {
     store: StateStore,
     record_failures: bool,
     attempt: Attempt,
+}
+
+/// One install's request: what goes where, and what it reports to.
+#[derive(Clone, Copy)]
+struct Run<'a> {
+    target: Slot,
+    manifest: &'a Manifest,
+    opts: &'a InstallOptions,
+    progress: &'a dyn Progress,
+    cancel: &'a AtomicBool,
+    now: OffsetDateTime,
 }
 
 /// What the install under way has learnt so far, for its
@@ -592,16 +578,15 @@ impl Updater {
             bundle.image_payload_start(),
             bundle.manifest.rootfs(),
         );
-        self.write_verified(
+        let run = Run {
             target,
-            &bundle.manifest,
-            (&chunks, &origin),
-            resume,
+            manifest: &bundle.manifest,
             opts,
             progress,
             cancel,
             now,
-        )
+        };
+        self.write_verified(&run, &chunks, &origin, resume)
     }
 
     /// Installs from `source`: an `https://` (or, if allowed, `http://`) URL
@@ -636,64 +621,51 @@ impl Updater {
         let fetcher = Fetcher::new(&self.config.network)?;
         fetcher.check_url(url)?;
         let policy = self.config.trust_policy(&self.config_path)?;
-        // A one-file bundle starts with the magic; a network layout's
-        // envelope is JSON.
-        let head = fetcher.get_range(url, 0, crate::bundle::HEADER_LEN)?;
-        let (envelope, payload_url, payload_start) = if head[..8] == crate::bundle::MAGIC[..] {
-            let mut len = [0u8; 8];
-            len.copy_from_slice(&head[8..16]);
-            let len = u64::from_le_bytes(len);
-            if len == 0 || len > crate::bundle::MAX_ENVELOPE {
-                return Err(UpdateError::Bundle(BundleError::BadEnvelopeLength {
-                    path: PathBuf::from(url),
-                    len,
-                }));
-            }
-            let json = fetcher.get_range(url, crate::bundle::HEADER_LEN, len)?;
-            let env = crate::trust::Envelope::from_json(&json).map_err(BundleError::from)?;
-            (env, url.to_string(), crate::bundle::HEADER_LEN + len)
-        } else {
-            let json = fetcher.get_small(url, crate::bundle::MAX_ENVELOPE)?;
-            let env = crate::trust::Envelope::from_json(&json).map_err(BundleError::from)?;
-            (env, String::new(), 0)
-        };
-        let payload = policy
-            .verify(&envelope, crate::trust::MANIFEST_PAYLOAD_TYPE)
-            .map_err(BundleError::from)?;
-        let manifest = Manifest::from_json(&payload).map_err(BundleError::from)?;
-        let payload_url = match (&manifest.rootfs().payload_file, payload_url.is_empty()) {
-            (None, false) => payload_url,
-            (Some(file), true) => crate::transport::sibling_url(url, file)?,
-            _ => {
-                return Err(UpdateError::Bundle(BundleError::InvalidOption(
-                    "the manifest's payload_file does not match the kind of URL".into(),
-                )))
-            }
-        };
+        let remote = RemoteBundle::open(&fetcher, url, &policy)?;
+        let manifest = &remote.manifest;
         self.attempt.version = Some(manifest.version.clone());
-        self.check_manifest(&manifest, target, &state, now, opts.force)?;
+        self.check_manifest(manifest, target, &state, now, opts.force)?;
         let img = manifest.rootfs();
-        let resume = self.resumable(target, &manifest);
+        let resume = self.resumable(target, manifest);
         let mut wanted = Vec::with_capacity(img.chunks.len());
-        let mut at = payload_start + img.payload_offset;
+        let mut at = remote.payload_start + img.payload_offset;
         for (i, c) in img.chunks.iter().enumerate() {
             if !resume[i] {
                 wanted.push((at, c.stored_size));
             }
             at += c.stored_size;
         }
-        let source = HttpSource::new(&fetcher, &payload_url, &wanted);
+        let source = HttpSource::new(&fetcher, &remote.payload_url, &wanted);
         let limit = self.config.network.max_download_bytes;
+        let run = Run {
+            target,
+            manifest,
+            opts,
+            progress,
+            cancel,
+            now,
+        };
         if let (Some(store), true) = (&img.blocks, self.config.network.delta) {
-            let plan =
-                match self.plan_blocks(&fetcher, url, store, target, img, &resume, opts, cancel) {
-                    // The index could not be fetched: the full payload still can.
-                    Err(UpdateError::Transport(e)) => {
-                        log::warn!("no delta: {e}; downloading the full payload");
-                        None
-                    }
-                    other => Some(other?),
-                };
+            let running = target.other();
+            let request = delta::PlanRequest {
+                url,
+                store,
+                image: img,
+                running,
+                running_dev: self.config.slot_device(running),
+                kept: self.kept().load(running, &self.store.load()?),
+                resume: &resume,
+                threads: opts.threads,
+                cancel,
+            };
+            let plan = match delta::plan(&fetcher, request) {
+                // The index could not be fetched: the full payload still can.
+                Err(FetchError::Transport(e)) => {
+                    log::warn!("no delta: {e}; downloading the full payload");
+                    None
+                }
+                other => Some(other?),
+            };
             let full = source.planned_bytes();
             if let Some(plan) = plan.filter(|p| p.planned < full) {
                 // The index is already received; the frames are to come.
@@ -702,9 +674,7 @@ impl Updater {
                     return Err(TransportError::OverBudget { needed, limit }.into());
                 }
                 return self
-                    .install_blocks(
-                        &fetcher, plan, target, &manifest, resume, opts, progress, cancel, now,
-                    )
+                    .install_blocks(&fetcher, plan, &run, resume)
                     .map(|r| r.downloaded(fetcher.received()));
             }
         }
@@ -712,199 +682,42 @@ impl Updater {
         if limit > 0 && needed > limit {
             return Err(TransportError::OverBudget { needed, limit }.into());
         }
-        let start = payload_start + img.payload_offset;
+        let start = remote.payload_start + img.payload_offset;
         let chunks = install::StoredChunks::new(&source, start, img);
-        self.write_verified(
-            target,
-            &manifest,
-            (&chunks, url),
-            resume,
-            opts,
-            progress,
-            cancel,
-            now,
-        )
-        .map(|r| r.downloaded(fetcher.received()))
-    }
-
-    /// Fetches and checks the block index of a network layout and works
-    /// out what a delta install from the running slot downloads: blocks the
-    /// running slot already has are found through the kept index of its
-    /// image, or by reading it.
-    #[allow(clippy::too_many_arguments)]
-    fn plan_blocks<'f>(
-        &self,
-        fetcher: &'f Fetcher,
-        url: &str,
-        store: &crate::manifest::BlockStore,
-        target: Slot,
-        img: &crate::manifest::Image,
-        resume: &[bool],
-        opts: &InstallOptions,
-        cancel: &AtomicBool,
-    ) -> Result<BlockPlan<'f>, UpdateError> {
-        let index_url = crate::transport::sibling_url(url, &store.index_file)?;
-        let index_bytes = fetcher.get_small(&index_url, store.index_size)?;
-        let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&index_bytes));
-        if index_bytes.len() as u64 != store.index_size || digest != store.index_sha256 {
-            return Err(BundleError::BlockIndex(format!(
-                "{index_url} does not match the manifest ({} bytes, SHA-256 {digest})",
-                index_bytes.len()
-            ))
-            .into());
-        }
-        let index = BlockIndex::decode(&index_bytes, img.size, store.store_size)
-            .map_err(|e| BundleError::BlockIndex(e.to_string()))?;
-        let running = target.other();
-        let running_dev = self.config.slot_device(running).to_path_buf();
-        let started = std::time::Instant::now();
-        let (local, how) = match self.kept_index(running) {
-            Some(old) => (
-                LocalBlocks::from_running_index(&index, &old),
-                "its kept index",
-            ),
-            None => {
-                let size = install::device_size(&running_dev).unwrap_or(0);
-                let local = LocalBlocks::scan(&index, &running_dev, size, opts.threads, cancel)
-                    .unwrap_or_else(|e| {
-                        log::warn!("cannot read slot {running} for a delta install: {e}");
-                        LocalBlocks::none(&index)
-                    });
-                (local, "reading it")
-            }
-        };
-        let frames = crate::blocks::needed_frames(&index, &local, img.chunk_size, resume);
-        let wanted: Vec<(u64, u64)> = frames
-            .iter()
-            .map(|&f| {
-                (
-                    index.frame_offset(f),
-                    u64::from(index.frames[f].stored_size),
-                )
-            })
-            .collect();
-        let store_url = crate::transport::sibling_url(url, &store.store_file)?;
-        let source = HttpSource::new(fetcher, &store_url, &wanted);
-        // What the requests will carry, the gaps they bridge included.
-        let fetch = source.planned_bytes();
-        log::info!(
-            "delta: {} of {} distinct blocks found in slot {running} by {how} in {:.2} s; \
-             {} of {} frames to download, {fetch} bytes + {} bytes of index",
-            local.found(),
-            index.short.len(),
-            started.elapsed().as_secs_f64(),
-            frames.len(),
-            index.frames.len(),
-            store.index_size,
-        );
-        Ok(BlockPlan {
-            store_url,
-            url: url.to_string(),
-            planned: fetch + store.index_size,
-            index,
-            index_bytes,
-            local,
-            running_dev,
-            source,
-        })
+        self.write_verified(&run, &chunks, url, resume)
+            .map(|r| r.downloaded(fetcher.received()))
     }
 
     /// A delta install following `plan`. Every chunk is still checked
     /// against the manifest before it is written; a local block that does
     /// not verify is downloaded instead.
-    #[allow(clippy::too_many_arguments)]
     fn install_blocks(
         &mut self,
         fetcher: &Fetcher,
-        plan: BlockPlan<'_>,
-        target: Slot,
-        manifest: &Manifest,
+        mut plan: delta::Plan<'_>,
+        run: &Run<'_>,
         resume: Vec<bool>,
-        opts: &InstallOptions,
-        progress: &dyn Progress,
-        cancel: &AtomicBool,
-        now: OffsetDateTime,
     ) -> Result<InstallReport, UpdateError> {
-        let img = manifest.rootfs();
-        let refetch = StoreRefetch {
+        let img = run.manifest.rootfs();
+        let store_url = plan.store_url.clone();
+        let url = plan.url.clone();
+        let refetch = delta::StoreRefetch {
             fetcher,
-            url: &plan.store_url,
+            url: &store_url,
         };
-        let assembler = Assembler::new(
-            &plan.index,
-            img.chunk_size,
-            plan.local,
-            Some(&plan.running_dev),
-            self.config.slot_device(target),
-            &plan.source,
-            0,
-            &refetch,
-            &resume,
-        )
-        .map_err(|e| BundleError::BlockIndex(e.to_string()))?;
-        self.forget_kept_index(target);
-        let report = self.write_verified(
-            target,
-            manifest,
-            (&assembler, &plan.url),
-            resume,
-            opts,
-            progress,
-            cancel,
-            now,
-        )?;
-        self.keep_index(target, img, &plan.index_bytes);
+        let target_dev = self.config.slot_device(run.target).to_path_buf();
+        let done = resume.clone();
+        let assembler = plan.assembler(img.chunk_size, &target_dev, &refetch, &done)?;
+        self.kept().forget(run.target);
+        let report = self.write_verified(run, &assembler, &url, resume)?;
+        drop(assembler);
+        self.kept().keep(run.target, img, &plan.index_bytes);
         Ok(report)
     }
 
-    fn kept_index_paths(&self, slot: Slot) -> (PathBuf, PathBuf) {
-        let dir = &self.config.data_dir;
-        (
-            dir.join(format!("slot-{slot}.index")),
-            dir.join(format!("slot-{slot}.index.json")),
-        )
-    }
-
-    /// The block index of the image slot `slot` holds, if it was kept when
-    /// the slot was installed and the slot's record still names that image.
-    fn kept_index(&self, slot: Slot) -> Option<BlockIndex> {
-        let state = self.store.load().ok()?;
-        let img = state.slot(slot)?.manifest.rootfs().clone();
-        let (index, meta) = self.kept_index_paths(slot);
-        let meta: KeptIndex = serde_json::from_slice(&std::fs::read(meta).ok()?).ok()?;
-        if meta.image_sha256 != img.sha256 || meta.image_size != img.size {
-            return None;
-        }
-        let bytes = std::fs::read(index).ok()?;
-        let store_size = img.blocks.as_ref()?.store_size;
-        BlockIndex::decode(&bytes, img.size, store_size).ok()
-    }
-
-    fn forget_kept_index(&self, slot: Slot) {
-        let (index, meta) = self.kept_index_paths(slot);
-        let _ = std::fs::remove_file(meta);
-        let _ = std::fs::remove_file(index);
-    }
-
-    /// Keeps the block index of the image just written to `slot`, so the
-    /// next delta install from it needs no scan (best effort).
-    fn keep_index(&self, slot: Slot, img: &crate::manifest::Image, bytes: &[u8]) {
-        let (index, meta) = self.kept_index_paths(slot);
-        let record = KeptIndex {
-            image_sha256: img.sha256.clone(),
-            image_size: img.size,
-        };
-        let write = |path: &Path, data: &[u8]| -> std::io::Result<()> {
-            let tmp = path.with_extension("tmp");
-            std::fs::write(&tmp, data)?;
-            std::fs::File::open(&tmp)?.sync_all()?;
-            std::fs::rename(&tmp, path)
-        };
-        let done = write(&index, bytes)
-            .and_then(|()| write(&meta, &serde_json::to_vec(&record).unwrap_or_default()));
-        if let Err(e) = done {
-            log::warn!("cannot keep the block index of slot {slot}: {e}");
-        }
+    /// The block indexes kept in `data_dir`.
+    fn kept(&self) -> delta::KeptIndexes<'_> {
+        delta::KeptIndexes::new(&self.config.data_dir)
     }
 
     /// Refuses early (busy, trial) and returns the target slot and the state.
@@ -946,63 +759,35 @@ impl Updater {
         Ok((target, state))
     }
 
-    /// Chunks of `manifest` that an interrupted install of the same
-    /// manifest into `target` already wrote and that still hash right when
-    /// read back from the slot now. Chunk 0 never counts (its header is
-    /// wiped at every start).
+    /// Chunks of `manifest` already in `target` from an interrupted
+    /// install of it ([`journal::resumable`]).
     fn resumable(&self, target: Slot, manifest: &Manifest) -> Vec<bool> {
-        let img = manifest.rootfs();
-        let mut ok = vec![false; img.chunks.len()];
-        let Some(rec) = self.store.resume_record() else {
-            return ok;
-        };
-        if rec.slot != Some(target)
-            || rec.manifest_sha256.as_deref() != Some(&manifest_digest(manifest))
-        {
-            return ok;
-        }
-        let Ok(dev) = std::fs::File::open(self.config.slot_device(target)) else {
-            return ok;
-        };
-        let mut buf = Vec::new();
-        for (i, c) in img.chunks.iter().enumerate().skip(1) {
-            if !rec.is_written(i) {
-                continue;
-            }
-            buf.resize(img.chunk_len(i) as usize, 0);
-            if std::os::unix::fs::FileExt::read_exact_at(&dev, &mut buf, img.chunk_offset(i))
-                .is_ok()
-            {
-                let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&buf));
-                ok[i] = digest == c.sha256;
-            }
-        }
-        let n = ok.iter().filter(|x| **x).count();
-        if n > 0 {
-            log::info!(
-                "resuming: {n} of {} chunks already in slot {target}",
-                ok.len()
-            );
-        }
-        ok
+        journal::resumable(
+            &self.store,
+            self.config.slot_device(target),
+            target,
+            manifest,
+        )
     }
 
     /// The common tail of every install: journal, write and read back,
     /// then the lifecycle's flip, or its failure record. `source` gives the
     /// chunks and says where they came from (for the journal).
-    #[allow(clippy::too_many_arguments)]
     fn write_verified(
         &mut self,
-        target: Slot,
-        manifest: &Manifest,
-        source: (&dyn install::ChunkSource, &str),
+        run: &Run<'_>,
+        source: &dyn install::ChunkSource,
+        origin: &str,
         resume: Vec<bool>,
-        opts: &InstallOptions,
-        progress: &dyn Progress,
-        cancel: &AtomicBool,
-        now: OffsetDateTime,
     ) -> Result<InstallReport, UpdateError> {
-        let (source, origin) = source;
+        let Run {
+            target,
+            manifest,
+            opts,
+            progress,
+            cancel,
+            now,
+        } = *run;
         // Held until the install ends, so a second process can tell a
         // running install from a journal left by a dead one.
         let Some(_lock) = self.store.try_lock_install()? else {
@@ -1027,20 +812,20 @@ impl Updater {
                 }
             }
         }
-        let journal = JournalLog::new(&self.store, target, origin, manifest, resume, now);
+        let journal = journal::JournalLog::new(&self.store, target, origin, manifest, resume, now);
         journal.flush();
         let written = FileSlot::open(self.config.slot_device(target))
             .map_err(UpdateError::from)
             .and_then(|slot| {
-                install::write_image(
+                install::write_image(&install::WriteJob {
                     source,
-                    manifest.rootfs(),
-                    &slot,
-                    opts.threads,
+                    image: manifest.rootfs(),
+                    target: &slot,
+                    threads: opts.threads,
                     progress,
-                    &journal,
+                    log: &journal,
                     cancel,
-                )
+                })
                 .map_err(UpdateError::from)
             });
         journal.flush();
@@ -1176,75 +961,6 @@ fn parse_floor(text: &str) -> Option<u64> {
     text.parse().ok()
 }
 
-/// SHA-256 (hex) of a manifest's canonical JSON: names a bundle in the
-/// install journal.
-pub fn manifest_digest(m: &Manifest) -> String {
-    hex::encode(<sha2::Sha256 as sha2::Digest>::digest(m.to_json()))
-}
-
-type JournalInner = (crate::state::Journal, Vec<bool>, std::time::Instant, usize);
-
-/// Records written chunks in the install journal, in batches.
-struct JournalLog<'a> {
-    store: &'a StateStore,
-    inner: std::sync::Mutex<JournalInner>,
-    already: Vec<bool>,
-}
-
-impl<'a> JournalLog<'a> {
-    fn new(
-        store: &'a StateStore,
-        slot: Slot,
-        origin: &str,
-        manifest: &Manifest,
-        already: Vec<bool>,
-        now: OffsetDateTime,
-    ) -> JournalLog<'a> {
-        let journal = crate::state::Journal {
-            slot: Some(slot),
-            started: format_time(now),
-            source: (!origin.is_empty()).then(|| origin.to_string()),
-            manifest_sha256: Some(manifest_digest(manifest)),
-            written: String::new(),
-        };
-        JournalLog {
-            store,
-            inner: std::sync::Mutex::new((journal, already.clone(), std::time::Instant::now(), 0)),
-            already,
-        }
-    }
-
-    /// Writes the journal now (best effort: it is only a hint).
-    fn flush(&self) {
-        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let (journal, done, last, pending) = &mut *g;
-        journal.set_written(done);
-        let _ = self.store.write_journal(journal);
-        *last = std::time::Instant::now();
-        *pending = 0;
-    }
-}
-
-impl install::ChunkLog for JournalLog<'_> {
-    fn already(&self, i: usize) -> bool {
-        self.already.get(i).copied().unwrap_or(false)
-    }
-
-    fn written(&self, i: usize) {
-        let due = {
-            let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(d) = g.1.get_mut(i) {
-                *d = true;
-            }
-            g.3 += 1;
-            g.3 >= 64 || g.2.elapsed() >= std::time::Duration::from_secs(1)
-        };
-        if due {
-            self.flush();
-        }
-    }
-}
-
 fn write_contract(
     env: &mut dyn BootEnv,
     updates: &[(&'static str, String)],
@@ -1255,16 +971,4 @@ fn write_contract(
         .collect();
     env.write_vars(&pairs)?;
     Ok(())
-}
-
-/// One power-on as the boot scripts in `bootloader-scripts/` do it, played
-/// on a real environment: choose the slot ([`BootState::select_boot`]),
-/// save the contract variables. For simulated boards and tests; on a board
-/// U-Boot does this itself. Returns the choice; the caller passes
-/// `seesaw.slot=<slot>` to its simulated kernel.
-pub fn power_on(env: &mut dyn BootEnv) -> Result<crate::slot::BootChoice, UpdateError> {
-    let mut boot = BootState::from_pairs(&env.read_vars()?);
-    let choice = boot.select_boot();
-    write_contract(env, &boot.to_updates())?;
-    Ok(choice)
 }

@@ -6,6 +6,7 @@
 //! The board is real files: a real ext4 image (`mkfs.ext4 -d`) in slot A, a
 //! redundant U-Boot environment read by the same code `fw_printenv` agrees
 //! with, a kernel command line file and a data directory with a state file.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -26,6 +26,10 @@
 //! `/usr/bin/time -f %M`) are those of the tool's process. Every result is
 //! checked: the written image must equal v2, or the figure is not printed.
 //! Result lines start with `| `.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../examples/sim/power_on.rs"]
+mod power_on;
 
 #[path = "support/https_server.rs"]
 mod https_server;
@@ -35,10 +39,10 @@ use std::process::Command;
 use std::time::Instant;
 
 use https_server::{PkiPaths, Server, ServerOptions, TestPki};
+use power_on::power_on;
 use seesaw::slot::BootChoice;
 use seesaw::trust::PrivateKey;
 use seesaw::uboot_env::{EnvBlock, EnvLayout, UbootEnv};
-use seesaw::updater::power_on;
 
 /// One run of one tool.
 #[derive(Clone, Copy, Debug)]

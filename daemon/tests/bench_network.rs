@@ -3,6 +3,7 @@
 //! from the same server, in the same run. Run it with
 //! `bash tests/bench-network.sh`, which builds the image and the release
 //! binaries. Prints seconds, bytes downloaded and seesaw's peak RSS.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "support/https_server.rs"]
 mod https_server;

@@ -18,6 +18,7 @@
 //! Needs `qemu-system-x86_64`, `u-boot-qemu`, `u-boot-tools`, `mtools`,
 //! `dosfstools`, `fdisk`, `libubootenv-tool` (tests/qemu-packages.sh installs
 //! them). A missing tool fails the test; it is never skipped.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};

@@ -10,6 +10,7 @@
 //!
 //! Needs `mkimage` and `dumpimage` (Debian `u-boot-tools`). A missing tool is a
 //! test failure, never a skip.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

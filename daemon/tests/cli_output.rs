@@ -8,6 +8,7 @@
 //!
 //! The last test needs `dbus-daemon` and `setpriv` (Debian: dbus-daemon,
 //! util-linux) and root, like `dbus_api`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 mod support;

@@ -9,6 +9,7 @@
 //! Needs `dbus-daemon`, `busctl` and `setpriv` (Debian: dbus-daemon,
 //! systemd, util-linux) and root (the daemon owns its name as uid 0, the
 //! policy's only owner).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 

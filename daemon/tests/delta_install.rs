@@ -8,6 +8,10 @@
 //! network layout. Every case ends either with slot B holding v2 byte for
 //! byte and the environment flipped, or with nothing changed (environment,
 //! slot A and state.json byte-identical, no journal).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../examples/sim/power_on.rs"]
+mod power_on;
 
 mod common;
 #[path = "support/https_server.rs"]
@@ -389,7 +393,7 @@ fn the_next_delta_starts_from_the_kept_index_of_the_running_slot() {
     let mut env = UbootEnv::open(&d.board.path("fw_env.config"))
         .unwrap()
         .with_lock_file(None);
-    let choice = seesaw::updater::power_on(&mut env).unwrap();
+    let choice = power_on::power_on(&mut env).unwrap();
     assert!(
         matches!(
             choice,

@@ -27,6 +27,7 @@
 //! 3.5 on (dalek-cryptography/curve25519-dalek issues #627 and #738).
 //! `openssl_accepts_our_private_key_pem` fails until `to_pem` writes v1
 //! (e.g. by encoding `ed25519::pkcs8::KeypairBytes` with `public_key: None`).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::fs;
 use std::path::Path;

@@ -23,6 +23,7 @@
 //!
 //! Needs `mosquitto`, `mosquitto-clients`, `dbus-daemon` and root (the
 //! daemon owns its bus name as uid 0).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "support/https_server.rs"]
 mod https_server;

@@ -18,6 +18,7 @@
 //! - `SEESAW_FUZZ_SEED=N`: the PRNG seed (default fixed, so runs repeat).
 //!
 //! A failure prints the target, the seed and the offending input.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
@@ -1046,15 +1047,15 @@ fn fuzz_bundles(fz: &mut Fuzz, kinds: &[BundleKind], iters: usize) {
                 file: &bundle.raw.file,
                 path: &bundle.raw.path,
             };
-            install::write_image(
-                &install::StoredChunks::new(&file, bundle.image_payload_start(), &image),
-                &image,
-                &slot,
-                2,
-                &NoProgress,
-                &install::NoLog,
-                &cancel,
-            )
+            install::write_image(&install::WriteJob {
+                source: &install::StoredChunks::new(&file, bundle.image_payload_start(), &image),
+                image: &image,
+                target: &slot,
+                threads: 2,
+                progress: &NoProgress,
+                log: &install::NoLog,
+                cancel: &cancel,
+            })
         });
         if let Some(Ok(())) = result {
             let slot = std::fs::read(&slot_path).unwrap();
@@ -1591,13 +1592,16 @@ fn fuzz_block_index() {
     std::fs::write(&path, &image).unwrap();
     let file = std::fs::File::open(&path).unwrap();
     let mut store = Vec::new();
+    let options = blocks::BuildOptions {
+        bases: &[],
+        level: 3,
+        threads: 1,
+    };
     let index = blocks::build(
         &file,
         &path,
         image.len() as u64,
-        &[],
-        3,
-        1,
+        &options,
         &mut store,
         &d.path().join("store"),
     )

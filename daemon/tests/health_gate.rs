@@ -6,6 +6,7 @@
 //! the whole rollback: slot marked bad, reboot requested, U-Boot falling
 //! back to A, the restarted daemon reporting why, the version deny-listed.
 //! The last scenario has no daemon on B at all: the boot counter alone.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 

@@ -1,6 +1,7 @@
 //! Tests of the test server in `support/https_server.rs` itself: what it
 //! serves, each fault as a client sees it, and the TLS / mutual TLS cases.
 //! The client is reqwest (blocking, rustls, no built-in roots, no proxy).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "support/https_server.rs"]
 mod https_server;

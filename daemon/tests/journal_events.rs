@@ -25,6 +25,7 @@
 //! naming stderr); the daemon's start-up analysis, which reports a
 //! rollback, is run by `seesaw daemon` with a bus address where nothing
 //! listens: it settles the boot before it connects, then exits.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 mod support;
@@ -294,7 +295,7 @@ fn describe(e: &Fields) -> Vec<(&str, &str)> {
 
 /// One power-on as the boot script does it; the kernel command line follows.
 fn reboot(b: &Board) -> &'static str {
-    let choice = seesaw::updater::power_on(&mut b.env()).unwrap();
+    let choice = support::power_on::power_on(&mut b.env()).unwrap();
     let BootChoice::Boot { slot, .. } = choice else {
         panic!("no slot boots: {choice:?}")
     };

@@ -14,6 +14,7 @@
 //! `SEESAW_KILL_TRIALS` (default 12), `SEESAW_KILL_SEED`, and
 //! `SEESAW_KILL_IMAGE_MIB` (default 16) tune it; `tests/kill-install.sh`
 //! runs 50 trials.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 

@@ -3,6 +3,10 @@
 //! flip, a configuration naming one device twice, sources that are not
 //! files. Each boot is the boot script's algorithm on the real environment
 //! followed by the daemon's start-up analysis (`Event::Started`).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../examples/sim/power_on.rs"]
+mod power_on;
 
 mod common;
 
@@ -30,9 +34,9 @@ fn var(b: &Board, name: &str) -> Option<String> {
 /// Power-on (the boot script on the real environment), then the daemon's
 /// start. Returns the slot booted and the start's follow-ups.
 fn boot(b: &Board) -> (Slot, Vec<Action>) {
-    let slot = match seesaw::updater::power_on(&mut env(b)).unwrap() {
+    let slot = match power_on::power_on(&mut env(b)).unwrap() {
         BootChoice::Boot { slot, .. } => slot,
-        BootChoice::ResetTries => match seesaw::updater::power_on(&mut env(b)).unwrap() {
+        BootChoice::ResetTries => match power_on::power_on(&mut env(b)).unwrap() {
             BootChoice::Boot { slot, .. } => slot,
             other => panic!("no slot boots: {other:?}"),
         },
@@ -74,7 +78,7 @@ fn a_committed_slot_that_stops_booting_falls_back_to_the_other() {
     // Slot B now hangs before seesaw starts, three times: the script's
     // counter runs out and the board comes back on A, which still holds 1.0.
     for _ in 0..3 {
-        match seesaw::updater::power_on(&mut env(&b)).unwrap() {
+        match power_on::power_on(&mut env(&b)).unwrap() {
             BootChoice::Boot { slot, .. } => assert_eq!(slot, Slot::B),
             other => panic!("{other:?}"),
         }

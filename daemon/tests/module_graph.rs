@@ -5,6 +5,7 @@
 //!
 //! `cargo test --test module_graph -- --nocapture` prints the graph, one
 //! `module -> dependencies` line per module, and the line counts.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

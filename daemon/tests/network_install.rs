@@ -13,6 +13,7 @@
 //! points of the payload. Timeouts are small (read_timeout = 2 s,
 //! throughput_window = 3 s) and every wait is bounded. Measured numbers
 //! (requests, bytes, ranges) are printed; see them with `--nocapture`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 #[path = "support/https_server.rs"]

@@ -7,6 +7,7 @@
 //!
 //! Needs `dbus-daemon` (Debian: dbus-daemon) and root (the policy lets only
 //! root own `org.seesaw.Updater1`).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 

@@ -24,6 +24,10 @@
 //! Deterministic from its seed. `SEESAW_SOAK_SEED` and `SEESAW_SOAK_EVENTS`
 //! choose them (default: 2,000 events from a fixed seed, about half a
 //! minute); `bash tests/soak.sh` runs 100,000. The seed is printed on failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../examples/sim/power_on.rs"]
+mod power_on;
 
 mod common;
 
@@ -285,7 +289,7 @@ impl Soak {
             self.arm_env_cut(rng, 1);
         }
         let mut env = self.env();
-        let choice = self.guarded(move || seesaw::updater::power_on(&mut env).unwrap());
+        let choice = self.guarded(move || power_on::power_on(&mut env).unwrap());
         let slot = match choice? {
             BootChoice::Boot { slot, .. } => slot,
             BootChoice::ResetTries => return None,

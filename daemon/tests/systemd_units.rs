@@ -9,6 +9,7 @@
 //!
 //! What is not here: the method-call policy against a running daemon (who
 //! may call what) belongs to the D-Bus API tests.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 

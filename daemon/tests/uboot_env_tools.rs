@@ -16,6 +16,7 @@
 //!   was in its heap buffer (the CRC covers it, so that is harmless).
 //! - Its lock file `/var/lock/fw_printenv.lock` is optional: the tools carry
 //!   on if it cannot be created, so nothing has to be prepared for it.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
 use std::fs;

@@ -1,6 +1,10 @@
 //! The update cycle through the library, on a board of real files: install,
 //! the boot script's choice on the next boot, commit, mark bad, and what is
 //! refused on the way.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../examples/sim/power_on.rs"]
+mod power_on;
 
 mod common;
 
@@ -26,7 +30,7 @@ fn var(b: &Board, name: &str) -> Option<String> {
 
 /// One power-on as the boot script does it; writes the command line.
 fn reboot(b: &Board) -> BootChoice {
-    let choice = seesaw::updater::power_on(&mut env(b)).unwrap();
+    let choice = power_on::power_on(&mut env(b)).unwrap();
     if let BootChoice::Boot { slot, .. } = choice {
         std::fs::write(b.path("cmdline"), format!("seesaw.slot={slot}\n")).unwrap();
     }

@@ -343,11 +343,12 @@ fn precheck_envelope(service: &Service, envelope: &serde_json::Value) -> Result<
     let bytes = serde_json::to_vec(envelope).unwrap_or_default();
     let env = crate::trust::Envelope::from_json(&bytes)
         .map_err(|e| format!("the deployment's envelope is refused: {e}"))?;
-    let payload = policy
-        .verify(&env, crate::trust::MANIFEST_PAYLOAD_TYPE)
-        .map_err(|e| format!("the deployment's envelope is refused: {e}"))?;
-    let m = crate::manifest::Manifest::from_json(&payload)
-        .map_err(|e| format!("the deployment's manifest is refused: {e}"))?;
+    let m = crate::bundle::verify_manifest(&policy, &env).map_err(|e| match e {
+        crate::bundle::BundleError::Manifest(e) => {
+            format!("the deployment's manifest is refused: {e}")
+        }
+        e => format!("the deployment's envelope is refused: {e}"),
+    })?;
     if m.compatible != u.config().compatible {
         return Err(format!(
             "the bundle is for {:?}, this device is {:?}",

@@ -10,6 +10,9 @@
 //! environment back and to play U-Boot's boot choice.
 #![allow(dead_code)]
 
+#[path = "../../examples/sim/power_on.rs"]
+pub mod power_on;
+
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
@@ -497,7 +500,7 @@ impl Board {
     /// and write the command line (what U-Boot passes to the kernel).
     pub fn reboot(&self) -> BootChoice {
         let mut e = UbootEnv::open(&self.path("fw_env.config")).unwrap();
-        let choice = seesaw::updater::power_on(&mut e).unwrap();
+        let choice = power_on::power_on(&mut e).unwrap();
         if let BootChoice::Boot { slot, .. } = choice {
             self.set_cmdline(slot.name());
         }
