@@ -100,6 +100,14 @@ fn options(conn: &Connection) -> Result<MqttOptions, FleetError> {
     Ok(o)
 }
 
+/// A failure talking to `conn`'s broker.
+fn broker_error(conn: &Connection, reason: String) -> FleetError {
+    FleetError::Broker {
+        broker: conn.broker.clone(),
+        reason,
+    }
+}
+
 fn runtime() -> Result<tokio::runtime::Runtime, FleetError> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -118,10 +126,7 @@ pub fn publish_retained(
     payload: Vec<u8>,
 ) -> Result<(), FleetError> {
     let opts = options(conn)?;
-    let broker_err = |reason: String| FleetError::Broker {
-        broker: conn.broker.clone(),
-        reason,
-    };
+    let broker_err = |reason: String| broker_error(conn, reason);
     runtime()?.block_on(async {
         let (client, mut eventloop) = AsyncClient::new(opts, 8);
         client
@@ -199,10 +204,7 @@ pub fn collect_status(
     limit: Duration,
 ) -> Result<Vec<DeviceStatus>, FleetError> {
     let opts = options(conn)?;
-    let broker_err = |reason: String| FleetError::Broker {
-        broker: conn.broker.clone(),
-        reason,
-    };
+    let broker_err = |reason: String| broker_error(conn, reason);
     runtime()?.block_on(async {
         let (client, mut eventloop) = AsyncClient::new(opts, 8);
         client
