@@ -18,6 +18,8 @@
 //!   mounted or holds the root file system is ever written.
 //! - [`lifecycle`] — the update lifecycle as a pure state machine.
 //! - [`state`] — what the device remembers across boots, written atomically.
+//! - [`atomic_file`] — the one way a file is replaced: temporary file, fsync,
+//!   rename, fsync of the directory. Uses no other module.
 //! - [`config`] — `/etc/seesaw/seesaw.toml`.
 //! - [`updater`] — the operations the front ends call (install, status, mark).
 //! - [`health`] — the health gate of a trial boot (systemd's state, units, commands).
@@ -30,6 +32,7 @@
 //!   [`progress`] — what both show while an install runs (bar, lines or
 //!   JSON on stderr) and the JSON result document of `install --json`.
 
+pub mod atomic_file;
 pub mod blocks;
 pub mod bundle;
 pub mod cli;
