@@ -7,6 +7,7 @@
 //! redundant U-Boot environment read by the same code `fw_printenv` agrees
 //! with, a kernel command line file and a data directory with a state file.
 
+mod board_files;
 mod common;
 
 use std::path::{Path, PathBuf};

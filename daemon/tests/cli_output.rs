@@ -9,6 +9,7 @@
 //! The last test needs `dbus-daemon` and `setpriv` (Debian: dbus-daemon,
 //! util-linux) and root, like `dbus_api`.
 
+mod board_files;
 mod common;
 mod support;
 

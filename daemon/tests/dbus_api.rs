@@ -10,6 +10,7 @@
 //! systemd, util-linux) and root (the daemon owns its name as uid 0, the
 //! policy's only owner).
 
+mod board_files;
 mod support;
 
 use std::collections::{BTreeSet, HashMap};

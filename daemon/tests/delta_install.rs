@@ -9,6 +9,7 @@
 //! byte and the environment flipped, or with nothing changed (environment,
 //! slot A and state.json byte-identical, no journal).
 
+mod board_files;
 mod common;
 #[path = "support/https_server.rs"]
 mod https_server;
@@ -385,7 +386,7 @@ fn the_next_delta_starts_from_the_kept_index_of_the_running_slot() {
     let d = Delta::new();
     d.install().expect("v1 -> v2");
     // Boot B and commit it, as U-Boot and the health gate would.
-    std::fs::write(d.board.path("cmdline"), "console=ttyS0 seesaw.slot=B\n").unwrap();
+    d.board.set_cmdline("B");
     let mut env = UbootEnv::open(&d.board.path("fw_env.config"))
         .unwrap()
         .with_lock_file(None);

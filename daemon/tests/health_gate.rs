@@ -7,6 +7,7 @@
 //! back to A, the restarted daemon reporting why, the version deny-listed.
 //! The last scenario has no daemon on B at all: the boot counter alone.
 
+mod board_files;
 mod support;
 
 use std::collections::HashMap;

@@ -26,6 +26,7 @@
 //! rollback, is run by `seesaw daemon` with a bus address where nothing
 //! listens: it settles the boot before it connects, then exits.
 
+mod board_files;
 mod common;
 mod support;
 
@@ -298,7 +299,7 @@ fn reboot(b: &Board) -> &'static str {
     let BootChoice::Boot { slot, .. } = choice else {
         panic!("no slot boots: {choice:?}")
     };
-    std::fs::write(b.path("cmdline"), format!("seesaw.slot={slot}\n")).unwrap();
+    b.set_cmdline(slot.name());
     slot.name()
 }
 

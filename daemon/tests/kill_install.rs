@@ -15,6 +15,7 @@
 //! `SEESAW_KILL_IMAGE_MIB` (default 16) tune it; `tests/kill-install.sh`
 //! runs 50 trials.
 
+mod board_files;
 mod support;
 
 use std::time::{Duration, Instant};

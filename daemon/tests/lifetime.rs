@@ -4,6 +4,7 @@
 //! files. Each boot is the boot script's algorithm on the real environment
 //! followed by the daemon's start-up analysis (`Event::Started`).
 
+mod board_files;
 mod common;
 
 use common::{install_with as install, Board, NOW};
@@ -37,7 +38,7 @@ fn boot(b: &Board) -> (Slot, Vec<Action>) {
             other => panic!("no slot boots: {other:?}"),
         },
     };
-    std::fs::write(b.path("cmdline"), format!("seesaw.slot={slot}\n")).unwrap();
+    b.set_cmdline(slot.name());
     let outcome = updater(b).handle(Event::Started, NOW).unwrap();
     (slot, outcome.followups)
 }

@@ -14,6 +14,7 @@
 //! throughput_window = 3 s) and every wait is bounded. Measured numbers
 //! (requests, bytes, ranges) are printed; see them with `--nocapture`.
 
+mod board_files;
 mod common;
 #[path = "support/https_server.rs"]
 mod https_server;

@@ -8,6 +8,7 @@
 //! Needs `dbus-daemon` (Debian: dbus-daemon) and root (the policy lets only
 //! root own `org.seesaw.Updater1`).
 
+mod board_files;
 mod support;
 
 use std::sync::Arc;

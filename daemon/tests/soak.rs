@@ -25,6 +25,7 @@
 //! choose them (default: 2,000 events from a fixed seed, about half a
 //! minute); `bash tests/soak.sh` runs 100,000. The seed is printed on failure.
 
+mod board_files;
 mod common;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -32,6 +33,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
+use board_files::ENV_SIZE;
 use common::{Board, NOW};
 use seesaw::config::Config;
 use seesaw::install::{Phase, Progress};
@@ -39,8 +41,6 @@ use seesaw::lifecycle::{Action, Event};
 use seesaw::slot::{BootChoice, BootState, Slot};
 use seesaw::uboot_env::{BootEnv, EnvError, UbootEnv};
 use seesaw::updater::{InstallOptions, Updater};
-
-const ENV_SIZE: usize = 0x4000;
 
 struct Rng(u64);
 
@@ -290,7 +290,7 @@ impl Soak {
             BootChoice::Boot { slot, .. } => slot,
             BootChoice::ResetTries => return None,
         };
-        std::fs::write(self.board.path("cmdline"), format!("seesaw.slot={slot}\n")).unwrap();
+        self.board.set_cmdline(slot.name());
         Some(slot)
     }
 

@@ -10,6 +10,7 @@
 //! What is not here: the method-call policy against a running daemon (who
 //! may call what) belongs to the D-Bus API tests.
 
+mod board_files;
 mod support;
 
 use std::io::{BufRead, BufReader, Read};
