@@ -24,6 +24,7 @@ use std::sync::Mutex;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
+use crate::atomic_file::{self, TempFile};
 use crate::manifest::{self, Chunk, Compression, Image, Manifest, ManifestError};
 use crate::transport::{Fetcher, TransportError};
 use crate::trust::{Envelope, Signer, TrustError, TrustPolicy, MANIFEST_PAYLOAD_TYPE};
@@ -124,6 +125,16 @@ fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Bu
     }
 }
 
+impl From<atomic_file::WriteError> for BundleError {
+    fn from(e: atomic_file::WriteError) -> BundleError {
+        BundleError::Io {
+            op: e.op,
+            path: e.path,
+            source: e.source,
+        }
+    }
+}
+
 /// What `bundle create` needs besides the image and keys.
 #[derive(Debug, Clone)]
 pub struct CreateOptions {
@@ -209,137 +220,112 @@ pub fn create(
     };
     let src = File::open(image).map_err(io("open", image))?;
     let size = src.metadata().map_err(io("stat", image))?.len();
-    let payload_path = tmp_path(&anchor, "payload");
-    let payload_file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&payload_path)
-        .map_err(io("create", &payload_path))?;
-    let result = (|| {
-        let (chunks, image_sha) =
-            compress_chunks(&src, image, size, opts, &payload_file, &payload_path)?;
-        let payload_size = chunks.iter().map(|c| c.stored_size).sum();
-        let manifest = Manifest {
-            format: manifest::FORMAT_VERSION,
-            compatible: opts.compatible.clone(),
-            version: opts.version.clone(),
-            security_version: opts.security_version,
-            created: manifest::format_time(opts.created),
-            expires: opts.expires.map(manifest::format_time),
-            targets: None,
-            images: vec![Image {
-                slot_class: manifest::SLOT_CLASS_ROOTFS.into(),
-                size,
-                sha256: image_sha,
-                chunk_size: opts.chunk_size,
-                chunks,
-                compression: Compression::Zstd,
-                payload_offset: 0,
-                payload_size,
-                payload_file: None,
-                blocks: None,
-            }],
+    // Scratch space for the compressed payload, next to the first output:
+    // the network layout's `payload.bin` itself when that is the only
+    // output, removed when dropped otherwise.
+    let payload = TempFile::new(&anchor)?;
+    let (chunks, image_sha) =
+        compress_chunks(&src, image, size, opts, payload.file(), payload.path())?;
+    let payload_size = chunks.iter().map(|c| c.stored_size).sum();
+    let manifest = Manifest {
+        format: manifest::FORMAT_VERSION,
+        compatible: opts.compatible.clone(),
+        version: opts.version.clone(),
+        security_version: opts.security_version,
+        created: manifest::format_time(opts.created),
+        expires: opts.expires.map(manifest::format_time),
+        targets: None,
+        images: vec![Image {
+            slot_class: manifest::SLOT_CLASS_ROOTFS.into(),
+            size,
+            sha256: image_sha,
+            chunk_size: opts.chunk_size,
+            chunks,
+            compression: Compression::Zstd,
+            payload_offset: 0,
+            payload_size,
+            payload_file: None,
+            blocks: None,
+        }],
+    };
+    manifest.validate()?;
+    let mut first = None;
+    if let Some(output) = outputs.file {
+        let env = Envelope::sign_with(MANIFEST_PAYLOAD_TYPE, &manifest.to_json(), keys)?;
+        write_bundle(
+            output,
+            &env,
+            payload.file(),
+            payload.path(),
+            0,
+            payload_size,
+        )?;
+        first = Some(manifest.clone());
+    }
+    if let Some(dir) = outputs.dir {
+        let mut m = manifest.clone();
+        m.images[0].payload_file = Some(NETWORK_PAYLOAD.into());
+        std::fs::create_dir_all(dir).map_err(io("create", dir))?;
+        let (blocks, mut staged) =
+            stage_block_store(&src, image, size, opts, outputs.delta_bases, dir)?;
+        m.images[0].blocks = Some(blocks);
+        m.validate()?;
+        let env = Envelope::sign_with(MANIFEST_PAYLOAD_TYPE, &m.to_json(), keys)?;
+        let payload = if outputs.file.is_some() {
+            let copy = TempFile::new(&dir.join(NETWORK_PAYLOAD))?;
+            std::fs::copy(payload.path(), copy.path())
+                .map_err(io("copy payload to", copy.path()))?;
+            copy
+        } else {
+            payload
         };
-        manifest.validate()?;
-        let mut first = None;
-        if let Some(output) = outputs.file {
-            let env = Envelope::sign_with(MANIFEST_PAYLOAD_TYPE, &manifest.to_json(), keys)?;
-            write_bundle(output, &env, &payload_file, &payload_path, 0, payload_size)?;
-            first = Some(manifest.clone());
-        }
-        if let Some(dir) = outputs.dir {
-            let mut m = manifest.clone();
-            m.images[0].payload_file = Some(NETWORK_PAYLOAD.into());
-            std::fs::create_dir_all(dir).map_err(io("create", dir))?;
-            m.images[0].blocks = Some(write_block_store(
-                &src,
-                image,
-                size,
-                opts,
-                outputs.delta_bases,
-                dir,
-            )?);
-            m.validate()?;
-            let env = Envelope::sign_with(MANIFEST_PAYLOAD_TYPE, &m.to_json(), keys)?;
-            std::fs::create_dir_all(dir).map_err(io("create", dir))?;
-            payload_file
-                .sync_all()
-                .map_err(io("fsync", &payload_path))?;
-            let payload = dir.join(NETWORK_PAYLOAD);
-            if outputs.file.is_some() {
-                std::fs::copy(&payload_path, &payload).map_err(io("copy payload to", &payload))?;
-            } else {
-                std::fs::rename(&payload_path, &payload).map_err(io("rename to", &payload))?;
-            }
-            let envelope = dir.join(NETWORK_ENVELOPE);
-            let tmp = tmp_path(&envelope, "new");
-            std::fs::write(&tmp, env.to_json()).map_err(io("write", &tmp))?;
-            std::fs::rename(&tmp, &envelope).map_err(io("rename to", &envelope))?;
-            first.get_or_insert(m);
-        }
-        first.ok_or_else(|| BundleError::InvalidOption("no output".into()))
-    })();
-    let _ = std::fs::remove_file(&payload_path);
-    result
+        staged.push(payload);
+        let mut envelope = TempFile::new(&dir.join(NETWORK_ENVELOPE))?;
+        envelope.write_all(&env.to_json())?;
+        // The signed envelope last: whoever sees the new one finds the
+        // files it describes already in place.
+        staged.push(envelope);
+        atomic_file::persist_all(staged)?;
+        first.get_or_insert(m);
+    }
+    first.ok_or_else(|| BundleError::InvalidOption("no output".into()))
 }
 
-/// Writes the block index and block store of `src` into `dir` (temporary
-/// names renamed into place) and returns their manifest entry.
-fn write_block_store(
+/// Writes the block store and block index of `src` to temporary files in
+/// `dir` and returns their manifest entry and the files, block store first,
+/// for the caller to put in place with the rest of the layout.
+fn stage_block_store(
     src: &File,
     src_path: &Path,
     size: u64,
     opts: &CreateOptions,
     bases: &[PathBuf],
     dir: &Path,
-) -> Result<manifest::BlockStore, BundleError> {
-    let blocks = dir.join(NETWORK_BLOCKS);
-    let index_path = dir.join(NETWORK_INDEX);
-    let tmp_blocks = tmp_path(&blocks, "new");
-    let tmp_index = tmp_path(&index_path, "new");
-    let result = (|| {
-        let file = File::create(&tmp_blocks).map_err(io("create", &tmp_blocks))?;
-        let mut out = BufWriter::with_capacity(1 << 20, file);
-        let block_err = |e: crate::blocks::BlockError| BundleError::BlockIndex(e.to_string());
-        let build = crate::blocks::BuildOptions {
-            bases,
-            level: opts.zstd_level,
-            threads: opts.threads,
-        };
-        let index = crate::blocks::build(src, src_path, size, &build, &mut out, &tmp_blocks)
-            .map_err(block_err)?;
-        let file = out
-            .into_inner()
-            .map_err(|e| io("write", &tmp_blocks)(e.into_error()))?;
-        file.sync_all().map_err(io("fsync", &tmp_blocks))?;
-        let bytes = index.encode().map_err(block_err)?;
-        std::fs::write(&tmp_index, &bytes).map_err(io("write", &tmp_index))?;
-        std::fs::rename(&tmp_blocks, &blocks).map_err(io("rename to", &blocks))?;
-        std::fs::rename(&tmp_index, &index_path).map_err(io("rename to", &index_path))?;
-        Ok(manifest::BlockStore {
-            block_size: crate::blocks::BLOCK_SIZE,
-            index_file: NETWORK_INDEX.into(),
-            index_size: bytes.len() as u64,
-            index_sha256: hex::encode(Sha256::digest(&bytes)),
-            store_file: NETWORK_BLOCKS.into(),
-            store_size: index.store_size(),
-        })
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp_blocks);
-        let _ = std::fs::remove_file(&tmp_index);
-    }
-    result
-}
-
-fn tmp_path(output: &Path, what: &str) -> PathBuf {
-    let name = output
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "bundle".into());
-    output.with_file_name(format!(".{name}.{what}.{}.tmp", std::process::id()))
+) -> Result<(manifest::BlockStore, Vec<TempFile>), BundleError> {
+    let store = TempFile::new(&dir.join(NETWORK_BLOCKS))?;
+    let mut out = BufWriter::with_capacity(1 << 20, store.file());
+    let block_err = |e: crate::blocks::BlockError| BundleError::BlockIndex(e.to_string());
+    let build = crate::blocks::BuildOptions {
+        bases,
+        level: opts.zstd_level,
+        threads: opts.threads,
+    };
+    let index = crate::blocks::build(src, src_path, size, &build, &mut out, store.path())
+        .map_err(block_err)?;
+    out.flush().map_err(io("write", store.path()))?;
+    drop(out);
+    let bytes = index.encode().map_err(block_err)?;
+    let mut index_file = TempFile::new(&dir.join(NETWORK_INDEX))?;
+    index_file.write_all(&bytes)?;
+    let entry = manifest::BlockStore {
+        block_size: crate::blocks::BLOCK_SIZE,
+        index_file: NETWORK_INDEX.into(),
+        index_size: bytes.len() as u64,
+        index_sha256: hex::encode(Sha256::digest(&bytes)),
+        store_file: NETWORK_BLOCKS.into(),
+        store_size: index.store_size(),
+    };
+    Ok((entry, vec![store, index_file]))
 }
 
 /// Chunks, hashes and compresses `src` into `out` in parallel, in image order.
@@ -478,7 +464,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Writes header + envelope + `payload_len` bytes of `payload` (from
-/// `payload_offset`) to a temporary file, fsyncs it and renames it to `output`.
+/// `payload_offset`) to `output` atomically (see [`crate::atomic_file`]).
 fn write_bundle(
     output: &Path,
     env: &Envelope,
@@ -487,35 +473,26 @@ fn write_bundle(
     payload_offset: u64,
     payload_len: u64,
 ) -> Result<(), BundleError> {
-    let tmp = tmp_path(output, "new");
-    let result = (|| {
-        let json = env.to_json();
-        let mut f = File::create(&tmp).map_err(io("create", &tmp))?;
-        let mut head = Vec::with_capacity(HEADER_LEN as usize + json.len());
-        head.extend_from_slice(MAGIC);
-        head.extend_from_slice(&(json.len() as u64).to_le_bytes());
-        head.extend_from_slice(&json);
-        f.write_all(&head).map_err(io("write", &tmp))?;
-        let mut src = payload;
-        src.seek(SeekFrom::Start(payload_offset))
-            .map_err(io("seek", payload_path))?;
-        let copied = std::io::copy(&mut src.take(payload_len), &mut f)
-            .map_err(io("copy payload to", &tmp))?;
-        if copied != payload_len {
-            return Err(BundleError::Truncated {
-                path: payload_path.to_path_buf(),
-                expected: payload_offset + payload_len,
-                actual: payload_offset + copied,
-            });
-        }
-        f.sync_all().map_err(io("fsync", &tmp))?;
-        std::fs::rename(&tmp, output).map_err(io("rename to", output))?;
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+    let mut tmp = TempFile::new(output)?;
+    let json = env.to_json();
+    let mut head = Vec::with_capacity(HEADER_LEN as usize + json.len());
+    head.extend_from_slice(MAGIC);
+    head.extend_from_slice(&(json.len() as u64).to_le_bytes());
+    head.extend_from_slice(&json);
+    tmp.write_all(&head)?;
+    let mut src = payload;
+    src.seek(SeekFrom::Start(payload_offset))
+        .map_err(io("seek", payload_path))?;
+    let copied = std::io::copy(&mut src.take(payload_len), &mut tmp.file())
+        .map_err(io("copy payload to", tmp.path()))?;
+    if copied != payload_len {
+        return Err(BundleError::Truncated {
+            path: payload_path.to_path_buf(),
+            expected: payload_offset + payload_len,
+            actual: payload_offset + copied,
+        });
     }
-    result
+    Ok(tmp.persist()?)
 }
 
 /// A bundle file as opened: header and envelope read, nothing verified yet.
@@ -771,7 +748,7 @@ impl RawBundle {
     }
 
     /// Adds a countersignature with `key` and rewrites the bundle atomically
-    /// (temporary file, fsync, rename); existing signatures stay as they are.
+    /// (see [`crate::atomic_file`]); existing signatures stay as they are.
     ///
     /// Errors: [`BundleError::Io`], [`BundleError::Trust`].
     pub fn countersign(mut self, key: &dyn Signer) -> Result<(), BundleError> {

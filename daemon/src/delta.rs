@@ -79,14 +79,9 @@ impl<'a> KeptIndexes<'a> {
             image_sha256: img.sha256.clone(),
             image_size: img.size,
         };
-        let write = |path: &Path, data: &[u8]| -> std::io::Result<()> {
-            let tmp = path.with_extension("tmp");
-            std::fs::write(&tmp, data)?;
-            std::fs::File::open(&tmp)?.sync_all()?;
-            std::fs::rename(&tmp, path)
-        };
-        let done = write(&index, bytes)
-            .and_then(|()| write(&meta, &serde_json::to_vec(&record).unwrap_or_default()));
+        let done = crate::atomic_file::replace(&index, bytes).and_then(|()| {
+            crate::atomic_file::replace(&meta, &serde_json::to_vec(&record).unwrap_or_default())
+        });
         if let Err(e) = done {
             log::warn!("cannot keep the block index of slot {slot}: {e}");
         }

@@ -14,6 +14,8 @@
 //!   images, chunk hashes) and the checks made on it before a byte is written.
 //! - [`trust`] — DSSE envelopes, ed25519 keys and the role/threshold trust policy.
 //! - [`state`] — what the device remembers across boots, written atomically.
+//! - [`atomic_file`] — the one way a file is replaced: temporary file, fsync,
+//!   rename, fsync of the directory. Uses no other module.
 //! - [`events`] — stable journald `MESSAGE_ID`s, the entries and logger set-up.
 //!
 //! **Touchpoints and operations** — the OS, the devices, the network:
@@ -46,6 +48,7 @@
 //!   [`fleet::operator`] — `seesaw fleet`.
 //! - [`cli`] — the command-line front end; [`client`] — its D-Bus side.
 
+pub mod atomic_file;
 pub mod blocks;
 pub mod bundle;
 pub mod cli;

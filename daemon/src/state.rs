@@ -8,11 +8,11 @@
 //! torn one. [`State`] itself is a plain value; only [`StateStore`] does I/O.
 
 use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::atomic_file;
 use crate::manifest::Manifest;
 use crate::slot::Slot;
 
@@ -385,13 +385,7 @@ impl StateStore {
                 })
             }
         }
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|source| StateError::Io {
-                op: "fsync directory",
-                path: self.dir.clone(),
-                source,
-            })
+        Ok(atomic_file::sync_dir(&self.dir)?)
     }
 
     /// Writes `state` atomically: temporary file in the same directory,
@@ -405,22 +399,23 @@ impl StateStore {
     }
 
     fn write_atomic(&self, name: &str, bytes: &[u8]) -> Result<(), StateError> {
-        let io = |op, path: &Path| {
-            let path = path.to_path_buf();
-            move |source| StateError::Io { op, path, source }
-        };
-        std::fs::create_dir_all(&self.dir).map_err(io("create", &self.dir))?;
-        let path = self.dir.join(name);
-        let tmp = self.dir.join(format!(".{name}.tmp"));
-        let mut f = File::create(&tmp).map_err(io("create", &tmp))?;
-        f.write_all(bytes).map_err(io("write", &tmp))?;
-        f.sync_all().map_err(io("fsync", &tmp))?;
-        drop(f);
-        std::fs::rename(&tmp, &path).map_err(io("rename to", &path))?;
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io("fsync directory", &self.dir))?;
+        std::fs::create_dir_all(&self.dir).map_err(|source| StateError::Io {
+            op: "create",
+            path: self.dir.clone(),
+            source,
+        })?;
+        atomic_file::replace(&self.dir.join(name), bytes)?;
         Ok(())
+    }
+}
+
+impl From<atomic_file::WriteError> for StateError {
+    fn from(e: atomic_file::WriteError) -> StateError {
+        StateError::Io {
+            op: e.op,
+            path: e.path,
+            source: e.source,
+        }
     }
 }
 

@@ -8,6 +8,7 @@
 //! with, a kernel command line file and a data directory with a state file.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod board_files;
 mod common;
 
 use std::path::{Path, PathBuf};

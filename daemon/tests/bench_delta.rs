@@ -31,6 +31,7 @@
 #[path = "../examples/sim/power_on.rs"]
 mod power_on;
 
+mod board_files;
 #[path = "support/https_server.rs"]
 mod https_server;
 
@@ -42,7 +43,7 @@ use https_server::{PkiPaths, Server, ServerOptions, TestPki};
 use power_on::power_on;
 use seesaw::slot::BootChoice;
 use seesaw::trust::PrivateKey;
-use seesaw::uboot_env::{EnvBlock, EnvLayout, UbootEnv};
+use seesaw::uboot_env::UbootEnv;
 
 /// One run of one tool.
 #[derive(Clone, Copy, Debug)]
@@ -289,25 +290,14 @@ impl Board {
     fn new(dir: &Path, image_size: u64, pki: &PkiPaths, key: &PrivateKey) -> Board {
         std::fs::create_dir_all(dir).unwrap();
         std::fs::write(dir.join("release.pub"), key.public().to_pem().unwrap()).unwrap();
-        std::fs::write(
-            dir.join("fw_env.config"),
-            format!(
-                "{0} 0x0 0x4000\n{0} 0x4000 0x4000\n",
-                dir.join("uboot.env").display()
-            ),
-        )
-        .unwrap();
-        std::fs::write(
-            dir.join("seesaw.toml"),
-            format!(
-                "compatible = \"bench-board\"\ndata_dir = \"data\"\ncmdline = \"cmdline\"\n\
-                 fw_env_config = \"fw_env.config\"\n[slots.A]\ndevice = \"slot-a.img\"\n\
-                 [slots.B]\ndevice = \"slot-b.img\"\n[[trust.roles]]\nname = \"release\"\n\
-                 threshold = 1\nkeys = [\"release.pub\"]\n[network]\nca = \"{}\"\n",
-                pki.ca.display()
-            ),
-        )
-        .unwrap();
+        board_files::write_fw_env_config(dir);
+        board_files::ConfigFile {
+            compatible: "bench-board",
+            roles: &[("release", 1, &["release.pub"])],
+            tables: &format!("[network]\nca = \"{}\"\n", pki.ca.display()),
+            ..Default::default()
+        }
+        .write(&dir.join("seesaw.toml"));
         Board {
             dir: dir.to_owned(),
             slot_bytes: (image_size.div_ceil(1 << 20) + 64) << 20,
@@ -322,20 +312,14 @@ impl Board {
             ("BOOT_A_LEFT", "3"),
             ("BOOT_B_LEFT", "3"),
         ];
-        let mut env = EnvBlock::from_vars(EnvLayout::Redundant, 0x4000, 1, &vars)
-            .unwrap()
-            .as_bytes()
-            .to_vec();
-        env.extend_from_slice(&[0u8; 0x4000]);
-        std::fs::write(self.dir.join("uboot.env"), env).unwrap();
+        board_files::write_env(&self.dir, &vars);
         let _ = std::fs::remove_dir_all(self.dir.join("data"));
-        std::fs::write(self.dir.join("cmdline"), "seesaw.slot=A\n").unwrap();
+        board_files::write_cmdline(&self.dir, "A");
         self.zero_slot("slot-b.img");
     }
 
     fn zero_slot(&self, name: &str) {
-        let f = std::fs::File::create(self.dir.join(name)).unwrap();
-        f.set_len(self.slot_bytes).unwrap();
+        board_files::write_empty_slot(&self.dir.join(name), self.slot_bytes);
     }
 
     /// Slot A holds `image` followed by zeros up to the slot size.
@@ -362,7 +346,7 @@ impl Board {
         let mut env = UbootEnv::open(&self.dir.join("fw_env.config")).expect("open environment");
         match power_on(&mut env).expect("power-on") {
             BootChoice::Boot { slot, .. } => {
-                std::fs::write(self.dir.join("cmdline"), format!("seesaw.slot={slot}\n")).unwrap();
+                board_files::write_cmdline(&self.dir, slot.name());
                 slot.to_string()
             }
             BootChoice::ResetTries => panic!("no slot had tries left"),

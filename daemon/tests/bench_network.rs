@@ -5,6 +5,7 @@
 //! binaries. Prints seconds, bytes downloaded and seesaw's peak RSS.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod board_files;
 #[path = "support/https_server.rs"]
 mod https_server;
 
@@ -15,7 +16,6 @@ use std::time::Instant;
 use https_server::{Server, ServerOptions, TestPki};
 use seesaw::bundle::{self, CreateOptions, Outputs};
 use seesaw::trust::{PrivateKey, Signer};
-use seesaw::uboot_env::{EnvBlock, EnvLayout};
 
 fn timed(cmd: &mut Command) -> (f64, u64) {
     let t = Instant::now();
@@ -46,14 +46,9 @@ fn fresh_board(d: &Path) {
         ("BOOT_A_LEFT", "3"),
         ("BOOT_B_LEFT", "3"),
     ];
-    let mut env = EnvBlock::from_vars(EnvLayout::Redundant, 0x4000, 1, &vars)
-        .unwrap()
-        .as_bytes()
-        .to_vec();
-    env.extend_from_slice(&[0u8; 0x4000]);
-    std::fs::write(d.join("uboot.env"), env).unwrap();
+    board_files::write_env(d, &vars);
     let _ = std::fs::remove_dir_all(d.join("data"));
-    std::fs::write(d.join("cmdline"), "seesaw.slot=A\n").unwrap();
+    board_files::write_cmdline(d, "A");
 }
 
 #[test]
@@ -111,28 +106,16 @@ fn full_https_install_against_curl_and_dd() {
     let server = Server::start(www.clone(), ServerOptions::https(&pki));
     let slot_mib = size.div_ceil(1 << 20) + 64;
     for s in ["slot-a.img", "slot-b.img"] {
-        let f = std::fs::File::create(d.join(s)).unwrap();
-        f.set_len(slot_mib << 20).unwrap();
+        board_files::write_empty_slot(&d.join(s), slot_mib << 20);
     }
-    std::fs::write(
-        d.join("fw_env.config"),
-        format!(
-            "{0} 0x0 0x4000\n{0} 0x4000 0x4000\n",
-            d.join("uboot.env").display()
-        ),
-    )
-    .unwrap();
-    std::fs::write(
-        d.join("seesaw.toml"),
-        format!(
-            "compatible = \"bench-board\"\ndata_dir = \"data\"\ncmdline = \"cmdline\"\n\
-             fw_env_config = \"fw_env.config\"\n[slots.A]\ndevice = \"slot-a.img\"\n\
-             [slots.B]\ndevice = \"slot-b.img\"\n[[trust.roles]]\nname = \"release\"\n\
-             threshold = 1\nkeys = [\"release.pub\"]\n[network]\nca = \"{}\"\n",
-            paths.ca.display()
-        ),
-    )
-    .unwrap();
+    board_files::write_fw_env_config(d);
+    board_files::ConfigFile {
+        compatible: "bench-board",
+        roles: &[("release", 1, &["release.pub"])],
+        tables: &format!("[network]\nca = \"{}\"\n", paths.ca.display()),
+        ..Default::default()
+    }
+    .write(&d.join("seesaw.toml"));
 
     let (mut t_curl, mut t_ss, mut rss, mut sent) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());

@@ -10,6 +10,7 @@
 //! util-linux) and root, like `dbus_api`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod board_files;
 mod common;
 mod support;
 

@@ -11,6 +11,7 @@
 //! policy's only owner).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod board_files;
 mod support;
 
 use std::collections::{BTreeSet, HashMap};

@@ -13,6 +13,7 @@
 #[path = "../examples/sim/power_on.rs"]
 mod power_on;
 
+mod board_files;
 mod common;
 #[path = "support/https_server.rs"]
 mod https_server;
@@ -389,7 +390,7 @@ fn the_next_delta_starts_from_the_kept_index_of_the_running_slot() {
     let d = Delta::new();
     d.install().expect("v1 -> v2");
     // Boot B and commit it, as U-Boot and the health gate would.
-    std::fs::write(d.board.path("cmdline"), "console=ttyS0 seesaw.slot=B\n").unwrap();
+    d.board.set_cmdline("B");
     let mut env = UbootEnv::open(&d.board.path("fw_env.config"))
         .unwrap()
         .with_lock_file(None);

@@ -25,6 +25,7 @@
 //! daemon owns its bus name as uid 0).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod board_files;
 #[path = "support/https_server.rs"]
 mod https_server;
 #[path = "support/mqtt_broker.rs"]
@@ -94,23 +95,23 @@ impl Fleet {
     /// name is the id.
     fn write_config(&self, device: &ClientCert, groups: &[&str], fleet_extra: &str) {
         let groups: Vec<String> = groups.iter().map(|g| format!("{g:?}")).collect();
-        let text = format!(
-            "compatible = \"test-board\"\ndata_dir = \"data\"\ncmdline = \"cmdline\"\n\
-             fw_env_config = \"fw_env.config\"\ngroups = [{groups}]\n\
-             [slots.A]\ndevice = \"slot-a.img\"\n[slots.B]\ndevice = \"slot-b.img\"\n\
-             [[trust.roles]]\nname = \"release\"\nthreshold = 1\nkeys = [\"keys/release.pub\"]\n\
-             [network]\nca = \"https-pki/ca.pem\"\nconnect_timeout = 5\nread_timeout = 10\n\
+        let tables = format!(
+            "[network]\nca = \"https-pki/ca.pem\"\nconnect_timeout = 5\nread_timeout = 10\n\
              min_throughput = 1024\nthroughput_window = 20\nretries = 5\n\
              [fleet]\nbroker = \"{broker}\"\nca = \"{ca}\"\nclient_cert = \"{cert}\"\n\
              client_key = \"{key}\"\nkeepalive = 5\nprogress_interval_ms = 1000\n\
              reconnect_min_ms = 200\nreconnect_max_ms = 2000\n{fleet_extra}",
-            groups = groups.join(", "),
             broker = self.broker.url(),
             ca = self.pki.ca.display(),
             cert = device.cert.display(),
             key = device.key.display(),
         );
-        std::fs::write(self.board.config(), text).unwrap();
+        board_files::ConfigFile {
+            top: &format!("groups = [{}]\n", groups.join(", ")),
+            tables: &tables,
+            ..Default::default()
+        }
+        .write(&self.board.config());
     }
 
     /// `seesaw fleet SUBCOMMAND` as the operator, with the broker options.

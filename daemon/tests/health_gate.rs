@@ -8,6 +8,7 @@
 //! The last scenario has no daemon on B at all: the boot counter alone.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod board_files;
 mod support;
 
 use std::collections::HashMap;

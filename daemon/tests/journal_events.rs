@@ -27,6 +27,7 @@
 //! listens: it settles the boot before it connects, then exits.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod board_files;
 mod common;
 mod support;
 
@@ -299,7 +300,7 @@ fn reboot(b: &Board) -> &'static str {
     let BootChoice::Boot { slot, .. } = choice else {
         panic!("no slot boots: {choice:?}")
     };
-    std::fs::write(b.path("cmdline"), format!("seesaw.slot={slot}\n")).unwrap();
+    b.set_cmdline(slot.name());
     slot.name()
 }
 

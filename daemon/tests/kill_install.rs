@@ -16,6 +16,7 @@
 //! runs 50 trials.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod board_files;
 mod support;
 
 use std::time::{Duration, Instant};

@@ -8,6 +8,7 @@
 #[path = "../examples/sim/power_on.rs"]
 mod power_on;
 
+mod board_files;
 mod common;
 
 use common::{install_with as install, Board, NOW};
@@ -41,7 +42,7 @@ fn boot(b: &Board) -> (Slot, Vec<Action>) {
             other => panic!("no slot boots: {other:?}"),
         },
     };
-    std::fs::write(b.path("cmdline"), format!("seesaw.slot={slot}\n")).unwrap();
+    b.set_cmdline(slot.name());
     let outcome = updater(b).handle(Event::Started, NOW).unwrap();
     (slot, outcome.followups)
 }

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 /// lower layer. 0 core (pure logic and formats), 1 touchpoints and
 /// operations, 2 front ends.
 const LAYERS: &[(&str, u8)] = &[
+    ("atomic_file", 0),
     ("failure", 0),
     ("slot", 0),
     ("lifecycle", 0),

@@ -15,6 +15,7 @@
 //! (requests, bytes, ranges) are printed; see them with `--nocapture`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod board_files;
 mod common;
 #[path = "support/https_server.rs"]
 mod https_server;

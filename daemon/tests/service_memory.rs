@@ -9,6 +9,7 @@
 //! root own `org.seesaw.Updater1`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod board_files;
 mod support;
 
 use std::sync::Arc;

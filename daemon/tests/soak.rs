@@ -29,6 +29,7 @@
 #[path = "../examples/sim/power_on.rs"]
 mod power_on;
 
+mod board_files;
 mod common;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -36,6 +37,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
+use board_files::ENV_SIZE;
 use common::{Board, NOW};
 use seesaw::config::Config;
 use seesaw::install::{Phase, Progress};
@@ -43,8 +45,6 @@ use seesaw::lifecycle::{Action, Event};
 use seesaw::slot::{BootChoice, BootState, Slot};
 use seesaw::uboot_env::{BootEnv, EnvError, UbootEnv};
 use seesaw::updater::{InstallOptions, Updater};
-
-const ENV_SIZE: usize = 0x4000;
 
 struct Rng(u64);
 
@@ -294,7 +294,7 @@ impl Soak {
             BootChoice::Boot { slot, .. } => slot,
             BootChoice::ResetTries => return None,
         };
-        std::fs::write(self.board.path("cmdline"), format!("seesaw.slot={slot}\n")).unwrap();
+        self.board.set_cmdline(slot.name());
         Some(slot)
     }
 

@@ -11,6 +11,7 @@
 //! may call what) belongs to the D-Bus API tests.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod board_files;
 mod support;
 
 use std::io::{BufRead, BufReader, Read};

@@ -6,6 +6,7 @@
 #[path = "../examples/sim/power_on.rs"]
 mod power_on;
 
+mod board_files;
 mod common;
 
 use common::{install_with as install, Board, NOW};
@@ -32,7 +33,7 @@ fn var(b: &Board, name: &str) -> Option<String> {
 fn reboot(b: &Board) -> BootChoice {
     let choice = power_on::power_on(&mut env(b)).unwrap();
     if let BootChoice::Boot { slot, .. } = choice {
-        std::fs::write(b.path("cmdline"), format!("seesaw.slot={slot}\n")).unwrap();
+        b.set_cmdline(slot.name());
     }
     choice
 }
@@ -210,4 +211,16 @@ fn status_notices_a_slot_overwritten_by_a_failed_install() {
     let status = updater(&b).status().unwrap();
     assert_eq!(status.slots[1].version.as_deref(), Some("2.0.0"));
     assert_eq!(status.slots[1].intact, Some(false));
+}
+
+/// The boards' environment is encoded by the test fixture, not by the
+/// library; it is byte for byte the block the library builds, so the board
+/// is the one the library would have made.
+#[test]
+fn the_fixture_environment_is_the_block_the_library_builds() {
+    use board_files::{env_block, ENV_SIZE};
+    use seesaw::uboot_env::{EnvBlock, EnvLayout};
+    let vars = [("bootcmd", "run distro_bootcmd"), ("BOOT_ORDER", "A B")];
+    let built = EnvBlock::from_vars(EnvLayout::Redundant, ENV_SIZE, 1, &vars).unwrap();
+    assert_eq!(env_block(&vars, 1), built.as_bytes());
 }

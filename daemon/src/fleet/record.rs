@@ -7,12 +7,12 @@
 //! never run twice, even across restarts (an interrupted install is resumed
 //! by the daemon's own resume path, not by the deployment).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use super::FleetError;
+use crate::atomic_file;
 
 /// The file name inside the data directory.
 pub const RECORD_FILE: &str = "fleet.json";
@@ -78,23 +78,16 @@ impl RecordStore {
     ///
     /// Errors: [`FleetError::Record`].
     pub fn save(&self, record: &FleetRecord) -> Result<(), FleetError> {
-        let path = self.path();
-        let err = |op: &str, p: &Path, e: std::io::Error| FleetError::Record {
-            path: p.to_path_buf(),
-            reason: format!("{op}: {e}"),
-        };
-        std::fs::create_dir_all(&self.dir).map_err(|e| err("create", &self.dir, e))?;
-        let tmp = self.dir.join(format!(".{RECORD_FILE}.tmp"));
+        std::fs::create_dir_all(&self.dir).map_err(|e| FleetError::Record {
+            path: self.dir.clone(),
+            reason: format!("create: {e}"),
+        })?;
         let mut bytes = serde_json::to_vec_pretty(record).unwrap_or_default();
         bytes.push(b'\n');
-        let mut f = std::fs::File::create(&tmp).map_err(|e| err("create", &tmp, e))?;
-        f.write_all(&bytes).map_err(|e| err("write", &tmp, e))?;
-        f.sync_all().map_err(|e| err("fsync", &tmp, e))?;
-        drop(f);
-        std::fs::rename(&tmp, &path).map_err(|e| err("rename", &path, e))?;
-        std::fs::File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| err("fsync directory", &self.dir, e))
+        atomic_file::replace(&self.path(), &bytes).map_err(|e| FleetError::Record {
+            path: e.path,
+            reason: format!("{}: {}", e.op, e.source),
+        })
     }
 }
 

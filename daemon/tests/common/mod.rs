@@ -1,19 +1,23 @@
-//! The simulated board shared by the integration tests: real files, a real
-//! ext4 image made with `mkfs.ext4 -d`, a redundant U-Boot environment, a
-//! kernel command line file and a data directory with a state file.
+//! The simulated board of the tests that drive the library directly: real
+//! files, a real ext4 image made with `mkfs.ext4 -d`, a redundant U-Boot
+//! environment, a kernel command line file, keys made from fixed seeds and
+//! a data directory with a state file. The files every board has come from
+//! [`board_files`]; `support::Board` is the board of the tests that run the
+//! `seesaw` binary and daemon.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::AtomicBool;
 
+use crate::board_files;
 use seesaw::bundle::{self, CreateOptions, RawBundle, MAGIC};
 use seesaw::config::Config;
 use seesaw::install::NoProgress;
 use seesaw::manifest::Manifest;
 use seesaw::state::{State, StateStore};
 use seesaw::trust::{Envelope, PrivateKey};
-use seesaw::uboot_env::{EnvBlock, EnvLayout, UbootEnv};
+use seesaw::uboot_env::UbootEnv;
 use seesaw::updater::{InstallOptions, UpdateError, Updater};
 use time::macros::datetime;
 use time::OffsetDateTime;
@@ -64,36 +68,20 @@ impl Board {
             .arg(format!("{IMAGE_MIB}M")));
 
         // Slot A runs an older image; slot B is empty; both sized like partitions.
-        let mut slot_a = vec![0u8; 8 << 20];
-        for (i, b) in slot_a.iter_mut().enumerate() {
-            *b = (i % 251) as u8;
-        }
-        std::fs::write(d.join("slot-a.img"), &slot_a).unwrap();
-        std::fs::write(d.join("slot-b.img"), vec![0u8; 8 << 20]).unwrap();
-        std::fs::write(d.join("slot-small.img"), vec![0u8; 2 << 20]).unwrap();
-
-        // Redundant environment, two copies in one file.
-        let vars = [
-            ("bootcmd", "run distro_bootcmd"),
-            ("BOOT_ORDER", "A B"),
-            ("BOOT_A_LEFT", "3"),
-            ("BOOT_B_LEFT", "0"),
-        ];
-        let mut env = EnvBlock::from_vars(EnvLayout::Redundant, 0x4000, 1, &vars)
-            .unwrap()
-            .as_bytes()
-            .to_vec();
-        env.extend_from_slice(&vec![0u8; 0x4000]);
-        std::fs::write(d.join("uboot.env"), env).unwrap();
-        std::fs::write(
-            d.join("fw_env.config"),
-            format!(
-                "{0} 0x0 0x4000\n{0} 0x4000 0x4000\n",
-                d.join("uboot.env").display()
-            ),
-        )
-        .unwrap();
-        std::fs::write(d.join("cmdline"), "console=ttyS0 seesaw.slot=A\n").unwrap();
+        board_files::write_running_slot(&d.join("slot-a.img"), 8 << 20);
+        board_files::write_empty_slot(&d.join("slot-b.img"), 8 << 20);
+        board_files::write_empty_slot(&d.join("slot-small.img"), 2 << 20);
+        board_files::write_env(
+            d,
+            &[
+                ("bootcmd", "run distro_bootcmd"),
+                ("BOOT_ORDER", "A B"),
+                ("BOOT_A_LEFT", "3"),
+                ("BOOT_B_LEFT", "0"),
+            ],
+        );
+        board_files::write_fw_env_config(d);
+        board_files::write_cmdline(d, "A");
 
         let keys = d.join("keys");
         std::fs::create_dir_all(&keys).unwrap();
@@ -135,27 +123,42 @@ impl Board {
         self.dir.path().join(name)
     }
 
+    /// Writes `name` (relative to the board): the board's configuration
+    /// with slot B on `slot_b` and trust roles of `(name, threshold, key
+    /// names)`, each key `keys/<key name>.pub`. Returns its path.
     pub fn write_config(
         &self,
         name: &str,
         slot_b: &str,
         roles: &[(&str, usize, &[&str])],
     ) -> PathBuf {
-        let mut text = format!(
-            "compatible = \"test-board\"\ndata_dir = \"data\"\ncmdline = \"cmdline\"\n\
-             fw_env_config = \"fw_env.config\"\ndevice_id = \"dev-1\"\n\
-             [slots.A]\ndevice = \"slot-a.img\"\n[slots.B]\ndevice = \"{slot_b}\"\n"
-        );
-        for (role, threshold, keys) in roles {
-            let keys: Vec<String> = keys.iter().map(|k| format!("\"keys/{k}.pub\"")).collect();
-            text += &format!(
-                "[[trust.roles]]\nname = \"{role}\"\nthreshold = {threshold}\nkeys = [{}]\n",
-                keys.join(", ")
-            );
-        }
+        let keys: Vec<Vec<String>> = roles
+            .iter()
+            .map(|(_, _, keys)| keys.iter().map(|k| format!("keys/{k}.pub")).collect())
+            .collect();
+        let keys: Vec<Vec<&str>> = keys
+            .iter()
+            .map(|k| k.iter().map(String::as_str).collect())
+            .collect();
+        let roles: Vec<board_files::Role> = roles
+            .iter()
+            .zip(&keys)
+            .map(|((role, threshold, _), keys)| (*role, *threshold, keys.as_slice()))
+            .collect();
         let p = self.path(name);
-        std::fs::write(&p, text).unwrap();
+        board_files::ConfigFile {
+            top: "device_id = \"dev-1\"\n",
+            slot_b,
+            roles: &roles,
+            ..Default::default()
+        }
+        .write(&p);
         p
+    }
+
+    /// The kernel command line of a boot of `slot` (`A`, `B`).
+    pub fn set_cmdline(&self, slot: &str) {
+        board_files::write_cmdline(self.dir.path(), slot);
     }
 
     pub fn create(

@@ -5,9 +5,9 @@
 //! own proxy), and a recorder of the service's signals.
 //!
 //! Bundles and keys are made with the `seesaw` binary (`keygen`, `bundle
-//! create`), the environment is written here byte by byte (CRC32, flag,
-//! `name=value\0`), so the fixture depends on the library only to read the
-//! environment back and to play U-Boot's boot choice.
+//! create`), the environment is written byte by byte by [`board_files`]
+//! (CRC32, flag, `name=value\0`), so the fixture depends on the library only
+//! to read the environment back and to play U-Boot's boot choice.
 #![allow(dead_code)]
 
 #[path = "../../examples/sim/power_on.rs"]
@@ -22,6 +22,7 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::board_files;
 use futures_util::StreamExt;
 use seesaw::slot::BootChoice;
 use seesaw::uboot_env::{BootEnv, UbootEnv};
@@ -30,7 +31,6 @@ use zbus::zvariant::{OwnedValue, Value};
 pub const BUS_NAME: &str = "org.seesaw.Updater1";
 pub const PATH: &str = "/org/seesaw/Updater1";
 pub const IFACE: &str = "org.seesaw.Updater1";
-pub const ENV_SIZE: usize = 0x4000;
 /// Variables of the factory environment; only the BOOT_* ones may change.
 pub const FACTORY_VARS: &[(&str, &str)] = &[
     ("arch", "arm"),
@@ -304,20 +304,6 @@ impl Rng {
     }
 }
 
-/// Writes an environment block: CRC32 (LE), flag byte, `name=value\0`s.
-pub fn env_block(vars: &[(&str, &str)], flag: u8) -> Vec<u8> {
-    let mut data = Vec::new();
-    for (k, v) in vars {
-        data.extend_from_slice(format!("{k}={v}").as_bytes());
-        data.push(0);
-    }
-    data.resize(ENV_SIZE - 5, 0);
-    let mut out = crc32fast::hash(&data).to_le_bytes().to_vec();
-    out.push(flag);
-    out.extend_from_slice(&data);
-    out
-}
-
 /// A simulated board in a fresh temporary directory (mode 0755 so an
 /// unprivileged client can reach the bus socket inside it).
 pub struct Board {
@@ -341,15 +327,8 @@ impl Board {
         };
         let d = b.dir.path();
         // Slot A holds the running system (a pattern); B is empty.
-        let mut a = File::create(d.join("slot-a.img")).unwrap();
-        let block: Vec<u8> = (0..1 << 20).map(|i| (i % 251) as u8).collect();
-        for _ in 0..b.slot_mib {
-            a.write_all(&block).unwrap();
-        }
-        File::create(d.join("slot-b.img"))
-            .unwrap()
-            .set_len(b.slot_mib << 20)
-            .unwrap();
+        board_files::write_running_slot(&d.join("slot-a.img"), b.slot_mib << 20);
+        board_files::write_empty_slot(&d.join("slot-b.img"), b.slot_mib << 20);
         // The image: half random, half zero in every 4 KiB (compresses ~2:1).
         let mut rng = Rng(0x5EE5_A3B1_2024_0001 ^ image_mib);
         let mut img = File::create(d.join("rootfs.img")).unwrap();
@@ -364,14 +343,7 @@ impl Board {
         }
         drop(img);
         b.reset_env();
-        std::fs::write(
-            d.join("fw_env.config"),
-            format!(
-                "{0} 0x0 0x4000\n{0} 0x4000 0x4000\n",
-                d.join("uboot.env").display()
-            ),
-        )
-        .unwrap();
+        board_files::write_fw_env_config(d);
         b.set_cmdline("A");
         std::fs::create_dir_all(d.join("data")).unwrap();
         std::fs::create_dir_all(d.join("keys")).unwrap();
@@ -396,29 +368,21 @@ impl Board {
 
     /// The configuration, with `extra` (e.g. a `[health]` table) appended.
     pub fn write_config(&self, extra: &str) {
-        let text = format!(
-            "compatible = \"test-board\"\ndata_dir = \"data\"\ncmdline = \"cmdline\"\n\
-             fw_env_config = \"fw_env.config\"\n\
-             [slots.A]\ndevice = \"slot-a.img\"\n[slots.B]\ndevice = \"slot-b.img\"\n\
-             [[trust.roles]]\nname = \"release\"\nthreshold = 1\nkeys = [\"keys/release.pub\"]\n\
-             {extra}"
-        );
-        std::fs::write(self.config(), text).unwrap();
+        board_files::ConfigFile {
+            tables: extra,
+            ..Default::default()
+        }
+        .write(&self.config());
     }
 
     /// The factory environment (redundant, two copies in one file).
     pub fn reset_env(&self) {
-        let mut env = env_block(FACTORY_VARS, 1);
-        env.extend_from_slice(&vec![0u8; ENV_SIZE]);
-        std::fs::write(self.path("uboot.env"), env).unwrap();
+        board_files::write_env(self.dir.path(), FACTORY_VARS);
     }
 
+    /// The kernel command line of a boot of `slot` (`A`, `B`).
     pub fn set_cmdline(&self, slot: &str) {
-        std::fs::write(
-            self.path("cmdline"),
-            format!("console=ttyS0 root=/dev/mmcblk0p2 seesaw.slot={slot} quiet\n"),
-        )
-        .unwrap();
+        board_files::write_cmdline(self.dir.path(), slot);
     }
 
     /// A bundle of the board's image, made by `seesaw bundle create`.
