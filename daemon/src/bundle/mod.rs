@@ -284,10 +284,8 @@ impl RemoteBundle {
     ) -> Result<RemoteBundle, FetchError> {
         let head = fetcher.get_range(url, 0, HEADER_LEN)?;
         let (envelope, payload_url, payload_start) = if head.starts_with(MAGIC) {
-            let len = envelope_len(&head, Path::new(url))?;
-            let json = fetcher.get_range(url, HEADER_LEN, len)?;
-            let env = Envelope::from_json(&json).map_err(BundleError::from)?;
-            (env, url.to_string(), HEADER_LEN + len)
+            let (env, start) = read_envelope(&HttpBundle { fetcher, url, head })?;
+            (env, url.to_string(), start)
         } else {
             let json = fetcher.get_small(url, MAX_ENVELOPE)?;
             let env = Envelope::from_json(&json).map_err(BundleError::from)?;
@@ -312,6 +310,112 @@ impl RemoteBundle {
     }
 }
 
+/// Where a one-file bundle's bytes come from: a local file or an HTTPS URL.
+/// [`read_envelope`] reads any of them the same way.
+pub trait BundleSource {
+    /// The file or URL, for messages.
+    fn name(&self) -> PathBuf;
+    /// The total length in bytes, if known before reading (a file); `None`
+    /// over HTTPS.
+    fn len(&self) -> Option<u64>;
+    /// `len` bytes at `offset`.
+    ///
+    /// Errors: [`FetchError::Transport`] over HTTPS, [`BundleError::Io`]
+    /// for a file.
+    fn read_at(&self, offset: u64, len: u64) -> Result<Vec<u8>, FetchError>;
+}
+
+/// A bundle in a local file (or block device) of `len` bytes.
+struct FileBundle<'a> {
+    file: &'a File,
+    path: &'a Path,
+    len: u64,
+}
+
+impl BundleSource for FileBundle<'_> {
+    fn name(&self) -> PathBuf {
+        self.path.to_path_buf()
+    }
+
+    fn len(&self) -> Option<u64> {
+        Some(self.len)
+    }
+
+    fn read_at(&self, offset: u64, len: u64) -> Result<Vec<u8>, FetchError> {
+        let mut buf = vec![0u8; len as usize];
+        self.file
+            .read_exact_at(&mut buf, offset)
+            .map_err(io("read", self.path))?;
+        Ok(buf)
+    }
+}
+
+/// A bundle at an HTTPS URL, read by range requests; `head` holds the
+/// first bytes if they were fetched already.
+struct HttpBundle<'a> {
+    fetcher: &'a Fetcher,
+    url: &'a str,
+    head: Vec<u8>,
+}
+
+impl BundleSource for HttpBundle<'_> {
+    fn name(&self) -> PathBuf {
+        PathBuf::from(self.url)
+    }
+
+    fn len(&self) -> Option<u64> {
+        None
+    }
+
+    fn read_at(&self, offset: u64, len: u64) -> Result<Vec<u8>, FetchError> {
+        let end = offset.saturating_add(len);
+        if end <= self.head.len() as u64 {
+            return Ok(self.head[offset as usize..end as usize].to_vec());
+        }
+        Ok(self.fetcher.get_range(self.url, offset, len)?)
+    }
+}
+
+/// Reads a one-file bundle's header and envelope from `source`: checks the
+/// magic and the envelope length, and, where the source's length is known,
+/// that the file is not cut short within them. Returns the envelope (not
+/// verified) and the offset of the payload.
+///
+/// Errors: those of [`BundleSource::read_at`]; [`FetchError::Bundle`] with
+/// [`BundleError::NotABundle`], [`BundleError::BadEnvelopeLength`],
+/// [`BundleError::Truncated`] or [`BundleError::Trust`] (malformed
+/// envelope JSON).
+pub fn read_envelope(source: &dyn BundleSource) -> Result<(Envelope, u64), FetchError> {
+    let name = source.name();
+    if let Some(total) = source.len().filter(|&t| t < HEADER_LEN) {
+        // Either garbage or a bundle cut within its header.
+        let start = source.read_at(0, total)?;
+        let n = start.len().min(MAGIC.len());
+        if n > 0 && start[..n] == MAGIC[..n] {
+            return Err(BundleError::Truncated {
+                path: name,
+                expected: HEADER_LEN,
+                actual: total,
+            }
+            .into());
+        }
+        return Err(BundleError::NotABundle(name).into());
+    }
+    let head = source.read_at(0, HEADER_LEN)?;
+    let len = envelope_len(&head, &name)?;
+    if let Some(total) = source.len().filter(|&t| t < HEADER_LEN + len) {
+        return Err(BundleError::Truncated {
+            path: name,
+            expected: HEADER_LEN + len,
+            actual: total,
+        }
+        .into());
+    }
+    let json = source.read_at(HEADER_LEN, len)?;
+    let envelope = Envelope::from_json(&json).map_err(BundleError::from)?;
+    Ok((envelope, HEADER_LEN + len))
+}
+
 impl RawBundle {
     /// Opens `path` and reads its header and envelope.
     ///
@@ -319,40 +423,23 @@ impl RawBundle {
     /// [`BundleError::BadEnvelopeLength`], [`BundleError::Truncated`],
     /// [`BundleError::Trust`] (malformed envelope JSON).
     pub fn open(path: &Path) -> Result<RawBundle, BundleError> {
-        let mut file = open_regular(path)?;
+        let file = open_regular(path)?;
         let file_len = file.metadata().map_err(io("stat", path))?.len();
-        let mut head = [0u8; HEADER_LEN as usize];
-        if file_len < HEADER_LEN {
-            // Either garbage or a bundle cut within its header.
-            let mut start = vec![0u8; file_len as usize];
-            file.read_exact(&mut start).map_err(io("read", path))?;
-            let n = start.len().min(MAGIC.len());
-            if n > 0 && start[..n] == MAGIC[..n] {
-                return Err(BundleError::Truncated {
-                    path: path.into(),
-                    expected: HEADER_LEN,
-                    actual: file_len,
-                });
-            }
-            return Err(BundleError::NotABundle(path.into()));
-        }
-        file.read_exact(&mut head).map_err(io("read", path))?;
-        let len = envelope_len(&head, path)?;
-        if file_len < HEADER_LEN + len {
-            return Err(BundleError::Truncated {
-                path: path.into(),
-                expected: HEADER_LEN + len,
-                actual: file_len,
-            });
-        }
-        let mut json = vec![0u8; len as usize];
-        file.read_exact(&mut json).map_err(io("read", path))?;
-        let envelope = Envelope::from_json(&json)?;
+        let source = FileBundle {
+            file: &file,
+            path,
+            len: file_len,
+        };
+        let (envelope, payload_start) = read_envelope(&source).map_err(|e| match e {
+            FetchError::Bundle(e) => e,
+            // A file source reads no network.
+            FetchError::Transport(e) => io("read", path)(std::io::Error::other(e)),
+        })?;
         Ok(RawBundle {
             file,
             path: path.into(),
             envelope,
-            payload_start: HEADER_LEN + len,
+            payload_start,
             file_len,
         })
     }
