@@ -317,7 +317,7 @@ pub trait BundleSource {
     fn name(&self) -> PathBuf;
     /// The total length in bytes, if known before reading (a file); `None`
     /// over HTTPS.
-    fn len(&self) -> Option<u64>;
+    fn known_len(&self) -> Option<u64>;
     /// `len` bytes at `offset`.
     ///
     /// Errors: [`FetchError::Transport`] over HTTPS, [`BundleError::Io`]
@@ -337,7 +337,7 @@ impl BundleSource for FileBundle<'_> {
         self.path.to_path_buf()
     }
 
-    fn len(&self) -> Option<u64> {
+    fn known_len(&self) -> Option<u64> {
         Some(self.len)
     }
 
@@ -363,7 +363,7 @@ impl BundleSource for HttpBundle<'_> {
         PathBuf::from(self.url)
     }
 
-    fn len(&self) -> Option<u64> {
+    fn known_len(&self) -> Option<u64> {
         None
     }
 
@@ -387,7 +387,7 @@ impl BundleSource for HttpBundle<'_> {
 /// envelope JSON).
 pub fn read_envelope(source: &dyn BundleSource) -> Result<(Envelope, u64), FetchError> {
     let name = source.name();
-    if let Some(total) = source.len().filter(|&t| t < HEADER_LEN) {
+    if let Some(total) = source.known_len().filter(|&t| t < HEADER_LEN) {
         // Either garbage or a bundle cut within its header.
         let start = source.read_at(0, total)?;
         let n = start.len().min(MAGIC.len());
@@ -403,7 +403,7 @@ pub fn read_envelope(source: &dyn BundleSource) -> Result<(Envelope, u64), Fetch
     }
     let head = source.read_at(0, HEADER_LEN)?;
     let len = envelope_len(&head, &name)?;
-    if let Some(total) = source.len().filter(|&t| t < HEADER_LEN + len) {
+    if let Some(total) = source.known_len().filter(|&t| t < HEADER_LEN + len) {
         return Err(BundleError::Truncated {
             path: name,
             expected: HEADER_LEN + len,
