@@ -294,16 +294,7 @@ fn progress_lines(stderr: &str) -> Vec<(String, u64, String)> {
 #[test]
 fn standalone_install_progress_off_a_terminal_is_a_line_per_ten_percent_of_each_phase() {
     let b = common::Board::new();
-    let good = b.create("good.bundle", "2.0.0", 5, "test-board");
-    let mut cmd = seesaw(&b.path("seesaw.toml"), &["install"]);
-    cmd.arg(&good);
-    let out = run(cmd);
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "{out:?}");
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("installed 2.0.0 into slot B"),
-        "{out:?}"
-    );
+    let stderr = install_good(&b, &["install"]);
     assert_eq!(b.var("BOOT_ORDER").as_deref(), Some("B A"), "{stderr}");
     assert!(
         !stderr.contains('\r'),
@@ -407,17 +398,8 @@ fn documented_keys(line: &serde_json::Value) {
 #[test]
 fn standalone_install_json_prints_the_documents_of_an_install_through_the_daemon() {
     let b = common::Board::new();
-    let good = b.create("good.bundle", "2.0.0", 5, "test-board");
     let config = b.path("seesaw.toml");
-    let mut cmd = seesaw(&config, &["install", "--json"]);
-    cmd.arg(&good);
-    let out = run(cmd);
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "{out:?}");
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("installed 2.0.0 into slot B"),
-        "{out:?}"
-    );
+    let stderr = install_good(&b, &["install", "--json"]);
     assert!(!stderr.contains('\r'), "{stderr:?}");
     let lines = json_lines(&stderr);
     assert_eq!(
@@ -534,4 +516,19 @@ async fn a_call_the_bus_denies_reads_needs_root() {
         );
     }
     assert_eq!(before, board.snapshot(), "a denied call changed the board");
+}
+
+/// Installs a good 2.0.0 bundle with `args` (`install` and its options)
+/// and checks it succeeded; returns what it printed on stderr.
+fn install_good(b: &common::Board, args: &[&str]) -> String {
+    let good = b.create("good.bundle", "2.0.0", 5, "test-board");
+    let mut cmd = seesaw(&b.path("seesaw.toml"), args);
+    cmd.arg(&good);
+    let out = run(cmd);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("installed 2.0.0 into slot B"),
+        "{out:?}"
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
