@@ -16,8 +16,8 @@
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
-if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
-export DEBIAN_FRONTEND=noninteractive
+# shellcheck source=apt-missing.sh
+. "$repo/tests/apt-missing.sh"
 
 host=x86_64-unknown-linux-gnu
 targets=("$@")
@@ -40,14 +40,7 @@ for t in "${targets[@]}"; do
         *) echo "cross-build: unknown target $t" >&2; exit 2 ;;
     esac
 done
-missing=()
-for p in "${packages[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-    $SUDO apt-get update
-    $SUDO apt-get install -y --no-install-recommends "${missing[@]}"
-fi
+apt_install_missing "${packages[@]}"
 
 status=0
 report=()

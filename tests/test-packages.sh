@@ -15,16 +15,9 @@
 # Safe to run again.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
-export DEBIAN_FRONTEND=noninteractive
+# shellcheck source=apt-missing.sh
+. "$here/apt-missing.sh"
 
 packages=(libubootenv-tool u-boot-tools e2fsprogs zstd openssl ca-certificates systemd dbus python3-venv time mosquitto mosquitto-clients systemd-journal-remote)
-missing=()
-for p in "${packages[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-    $SUDO apt-get update
-    $SUDO apt-get install -y --no-install-recommends "${missing[@]}"
-fi
+apt_install_missing "${packages[@]}"
 bash "$here/qemu-packages.sh"
