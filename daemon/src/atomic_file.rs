@@ -99,6 +99,55 @@ pub fn persist_all(files: Vec<TempFile>) -> Result<(), WriteError> {
     dirs.iter().try_for_each(|d| sync_dir(d))
 }
 
+/// Removes the temporary files of [`TempFile::new`] that processes no
+/// longer running left in `dir` (a power cut or a kill between create and
+/// rename): every `.<name>.<pid>.<n>.tmp` whose `pid` is not this process
+/// and has no `/proc/<pid>`. A leftover whose pid a live process has taken
+/// since (pids repeat across boots) stays until a later call. Best effort:
+/// without `/proc`, or when `dir` cannot be read, nothing is removed.
+/// Returns how many files were removed.
+pub fn remove_leftovers(dir: &Path) -> usize {
+    if !Path::new("/proc/self").exists() {
+        return 0;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let me = std::process::id();
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(temp_name_pid) else {
+            continue;
+        };
+        if pid == me || Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        if std::fs::remove_file(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        let _ = sync_dir(dir);
+    }
+    removed
+}
+
+/// The pid in a name made by [`TempFile::new`] (`.<name>.<pid>.<n>.tmp`),
+/// or `None` for any other name.
+fn temp_name_pid(name: &str) -> Option<u32> {
+    let inner = name.strip_prefix('.')?.strip_suffix(".tmp")?;
+    let mut parts = inner.rsplitn(3, '.');
+    let n = parts.next()?;
+    let pid = parts.next()?;
+    let target = parts.next()?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if target.is_empty() || !digits(n) || !digits(pid) {
+        return None;
+    }
+    pid.parse().ok()
+}
+
 /// A temporary file next to the file it will replace, opened for reading and
 /// writing. It is named `.<target name>.<pid>.<n>.tmp`, where `n` counts up
 /// within the process. Dropping it before [`TempFile::persist`] (or
@@ -363,5 +412,36 @@ mod tests {
         let gone = d.path().join("gone");
         let err = sync_dir(&gone).unwrap_err();
         assert_eq!((err.op, err.path), ("fsync directory", gone));
+    }
+
+    #[test]
+    fn leftovers_of_dead_processes_are_removed_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        // A pid above the kernel's limit (pid_max is at most 2^22) never runs.
+        let dead = [".state.json.4194999.0.tmp", ".journal.json.4194999.17.tmp"];
+        let me = format!(".state.json.{}.3.tmp", std::process::id());
+        let kept = [
+            "state.json",
+            ".state.json",
+            ".state.json.tmp",
+            ".state.json.x.1.tmp",
+            ".state.json.1.tmp",
+            "..1.2.tmp",
+            me.as_str(),
+            ".state.json.1.0.tmp", // pid 1 is alive
+        ];
+        for n in dead.iter().chain(&kept) {
+            std::fs::write(d.join(n), b"x").unwrap();
+        }
+        assert_eq!(remove_leftovers(d), dead.len());
+        for n in dead {
+            assert!(!d.join(n).exists(), "{n}");
+        }
+        for n in kept {
+            assert!(d.join(n).exists(), "{n}");
+        }
+        assert_eq!(remove_leftovers(d), 0);
+        assert_eq!(remove_leftovers(&d.join("missing")), 0);
     }
 }

@@ -35,6 +35,10 @@ pub const ROLLBACK: &str = "f38fc19ef7fb437d9570be42e6b1b083";
 /// or an operator marked it bad.
 pub const MARKED_BAD: &str = "d459c1d9d8fe4bdabeb4521208a12bcf";
 
+/// A trial failed its health check with no slot to fall back to: the
+/// running slot stays, its trial ended and its version deny-listed.
+pub const NO_FALLBACK: &str = "0f5769d3faa34e32acaf89fc0d4e48fd";
+
 /// The log target of event records; the logger routes them by it.
 pub const EVENT_TARGET: &str = "seesaw::event";
 
@@ -136,6 +140,19 @@ impl Entry {
             message,
             slot: Some(slot),
             version: version.map(str::to_string),
+            reason: Some(reason.into()),
+        }
+    }
+
+    /// [`NO_FALLBACK`]: the trial of `version` in `slot` failed because
+    /// of `reason`, and the other slot is no fallback, so `slot` stays.
+    pub fn no_fallback(slot: Slot, version: &str, reason: &str, message: String) -> Entry {
+        Entry {
+            id: NO_FALLBACK,
+            level: Level::Error,
+            message,
+            slot: Some(slot),
+            version: Some(version.into()),
             reason: Some(reason.into()),
         }
     }

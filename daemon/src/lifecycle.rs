@@ -166,6 +166,15 @@ pub enum Refusal {
     /// would destroy the only known-good fallback.
     #[error("slot {0} is running on trial and not committed; run mark-good or mark-bad first")]
     TrialNotCommitted(Slot),
+    /// Marking the running slot bad would leave U-Boot no slot to fall
+    /// back to (the other one has no tries left or is not in the boot
+    /// order): the scripts' last resort would boot the running slot again,
+    /// or one holding part of an image.
+    #[error(
+        "slot {0} is the only slot U-Boot would boot (slot {other} has no tries left or is not in BOOT_ORDER); marking it bad would leave nothing to fall back to",
+        other = .0.other()
+    )]
+    NoFallback(Slot),
 }
 
 /// The phase the device is in.
@@ -315,6 +324,9 @@ pub fn step(s: &Situation<'_>, event: Event) -> Result<Vec<Action>, Refusal> {
 
         Event::HealthFailed { reason } => {
             match ph {
+                Phase::Trial { slot } if !s.boot.is_fallback(slot.other()) => {
+                    no_fallback(s, state, slot, &reason)
+                }
                 Phase::Trial { slot } => {
                     let version = state.pending.as_ref().map(|p| p.version.clone());
                     let why = format!("health check failed: {reason}");
@@ -343,6 +355,9 @@ pub fn step(s: &Situation<'_>, event: Event) -> Result<Vec<Action>, Refusal> {
         }
 
         Event::MarkBad { slot } => {
+            if slot == s.booted && !s.boot.is_fallback(slot.other()) {
+                return Err(Refusal::NoFallback(slot));
+            }
             let updates = boot.mark_bad(slot);
             match state.pending.clone() {
                 Some(p) if p.slot == slot => {
@@ -392,6 +407,46 @@ pub fn step(s: &Situation<'_>, event: Event) -> Result<Vec<Action>, Refusal> {
             }
         }
     })
+}
+
+/// A trial whose health check failed while the other slot is no
+/// fallback (no tries left or out of the boot order: an install into it
+/// was interrupted, it was marked bad, or the saved state is older than
+/// the environment). Marking the trial bad would leave U-Boot nothing to
+/// boot but the scripts' last resort, which starts the same slot again (a
+/// reboot loop) or, with the other slot in the order, one holding part of
+/// an image. So the running slot stays: its trial ends, its version is
+/// deny-listed, nothing reboots, and from the next boot on it gets its
+/// tries back like any committed slot, so an install can repair the other
+/// slot. The floor is not raised.
+fn no_fallback(s: &Situation<'_>, mut state: State, slot: Slot, reason: &str) -> Vec<Action> {
+    let Some(p) = state.pending.take() else {
+        return Vec::new();
+    };
+    deny(&mut state, &p.version);
+    let r = result(
+        ResultKind::Failed,
+        Some(&p.version),
+        format!(
+            "slot {slot} failed its health check ({reason}), but slot {} is no fallback \
+             (no tries left or not in BOOT_ORDER): staying on slot {slot}; install an update \
+             to repair the device",
+            slot.other()
+        ),
+        s.now,
+    );
+    state.last_result = Some(r.clone());
+    let entry = Entry::no_fallback(
+        slot,
+        &p.version,
+        &format!("health check failed: {reason}"),
+        r.message.clone(),
+    );
+    vec![
+        Action::Save(Box::new(state)),
+        Action::Log(entry),
+        Action::Report(r),
+    ]
 }
 
 /// The reason of a mark-bad asked for by an operator (CLI, D-Bus `Mark`).
@@ -1292,6 +1347,123 @@ mod tests {
             ),
             Ok(vec![])
         );
+    }
+
+    #[test]
+    fn a_trial_with_no_fallback_stays_when_its_health_fails() {
+        // The other slot is out of the order (an interrupted install), has
+        // no tries left, or both: marking B bad would leave U-Boot nothing.
+        for b in [boot(&[B], 0, 2), boot(&[B, A], 0, 2), boot(&[B], 3, 2)] {
+            let actions = run(
+                &pending(B, true, None),
+                B,
+                &b,
+                None,
+                Event::HealthFailed {
+                    reason: "system is degraded".into(),
+                },
+            )
+            .unwrap();
+            assert!(env_writes(&actions).is_empty(), "{b:?}: {actions:?}");
+            assert!(!actions.contains(&Action::Reboot), "{b:?}: {actions:?}");
+            let s = saved(&actions)[0];
+            assert!(s.pending.is_none(), "{b:?}: the trial ends");
+            assert_eq!(s.failed_versions, vec!["2.0.0".to_string()]);
+            let r = s.last_result.as_ref().unwrap();
+            assert_eq!(r.kind, ResultKind::Failed);
+            assert!(r.message.contains("no fallback"), "{}", r.message);
+            assert!(actions
+                .iter()
+                .any(|a| matches!(a, Action::Log(e) if e.id == crate::events::NO_FALLBACK)));
+            // From the next boot on it is a committed slot: tries back, and
+            // it boots again and again.
+            let mut env = apply(&b, &actions);
+            for n in 0..10 {
+                match env.select_boot() {
+                    crate::slot::BootChoice::Boot { slot, .. } => assert_eq!(slot, B, "boot {n}"),
+                    other => panic!("boot {n}: {other:?}"),
+                }
+                let actions = run(s, B, &env, None, Event::Started).unwrap();
+                env = apply(&env, &actions);
+                assert_eq!(env.b_left, DEFAULT_TRIES);
+            }
+        }
+    }
+
+    #[test]
+    fn mark_bad_of_the_only_bootable_slot_is_refused() {
+        for st in [pending(B, true, None), State::default()] {
+            for b in [boot(&[B], 0, 2), boot(&[B, A], 0, 3), boot(&[B], 3, 3)] {
+                assert_eq!(
+                    run(&st, B, &b, None, Event::MarkBad { slot: B }),
+                    Err(Refusal::NoFallback(B)),
+                    "{b:?}"
+                );
+            }
+            // With a fallback it is done; the other slot may always be marked.
+            assert!(run(
+                &st,
+                B,
+                &boot(&[B, A], 3, 2),
+                None,
+                Event::MarkBad { slot: B }
+            )
+            .is_ok());
+            assert!(run(
+                &st,
+                B,
+                &boot(&[B, A], 3, 2),
+                None,
+                Event::MarkBad { slot: A }
+            )
+            .is_ok());
+        }
+        let why = Refusal::NoFallback(B).to_string();
+        assert!(why.contains("slot A has no tries left"), "{why}");
+    }
+
+    #[test]
+    fn a_stale_trial_over_an_interrupted_install_never_boots_the_partial_slot() {
+        // B is committed; an install into A dies (A partial); then the
+        // saved state is an older copy that says B is on trial. Whatever
+        // the health checks say, U-Boot never starts A.
+        let mut env = boot(&[B, A], 0, 3);
+        let actions = run(
+            &State::default(),
+            B,
+            &env,
+            None,
+            Event::InstallStarted { target: A },
+        )
+        .unwrap();
+        env = apply(&env, &actions);
+        let stale = pending(B, true, None);
+        let mut st = stale.clone();
+        for n in 0..12 {
+            let booted = match env.select_boot() {
+                crate::slot::BootChoice::Boot { slot, .. } => slot,
+                crate::slot::BootChoice::ResetTries => continue,
+            };
+            assert_eq!(booted, B, "boot {n}");
+            let mut actions = run(&st, booted, &env, None, Event::Started).unwrap();
+            if actions.contains(&Action::RunHealthGate(B)) {
+                actions.extend(
+                    run(
+                        &st,
+                        booted,
+                        &env,
+                        None,
+                        Event::HealthFailed { reason: "x".into() },
+                    )
+                    .unwrap(),
+                );
+            }
+            env = apply(&env, &actions);
+            if let Some(last) = saved(&actions).last() {
+                st = (*last).clone();
+            }
+        }
+        assert!(st.pending.is_none());
     }
 
     #[test]

@@ -266,6 +266,12 @@ impl BootState {
         }
     }
 
+    /// Whether `slot` is a fallback U-Boot turns to when the slot before it
+    /// runs out of tries: it is in the boot order with tries left.
+    pub fn is_fallback(&self, slot: Slot) -> bool {
+        self.left(slot) > 0 && self.order.contains(&slot)
+    }
+
     /// The slot U-Boot will try first: the first in the boot order with tries left.
     pub fn primary(&self) -> Option<Slot> {
         self.order.iter().copied().find(|s| self.left(*s) > 0)

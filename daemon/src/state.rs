@@ -371,6 +371,13 @@ impl StateStore {
         Ok((rc == 0).then_some(f))
     }
 
+    /// Removes temporary files that processes no longer running left in
+    /// the data directory ([`atomic_file::remove_leftovers`]); returns how
+    /// many. Best effort, never fails.
+    pub fn remove_leftovers(&self) -> usize {
+        atomic_file::remove_leftovers(&self.dir)
+    }
+
     /// Removes the in-flight install journal (and syncs the directory).
     pub fn end_journal(&self) -> Result<(), StateError> {
         let path = self.dir.join(JOURNAL_FILE);

@@ -234,3 +234,72 @@ fn a_source_that_is_not_a_file_is_refused_at_once() {
         assert_eq!(before, b.snapshot(), "{}", source.display());
     }
 }
+
+#[test]
+fn a_trial_with_no_fallback_stays_and_its_slot_cannot_be_marked_bad() {
+    let b = Board::new();
+    let v2 = b.create("v2.bundle", "2.0.0", 5, "test-board");
+    install(&mut updater(&b), &v2).unwrap();
+    assert_eq!(boot(&b).0, Slot::B);
+    let trial_state = std::fs::read(b.path("data/state.json")).unwrap();
+    updater(&b).handle(Event::HealthPassed, NOW).unwrap();
+    // An install into A dies once it has begun (A may be partial), and the
+    // saved state is then restored from the copy taken during the trial.
+    updater(&b)
+        .handle(Event::InstallStarted { target: Slot::A }, NOW)
+        .unwrap();
+    updater(&b).handle(Event::Started, NOW).unwrap();
+    assert_eq!(var(&b, "BOOT_A_LEFT").as_deref(), Some("0"));
+    assert_eq!(var(&b, "BOOT_ORDER").as_deref(), Some("B"));
+    std::fs::write(b.path("data/state.json"), &trial_state).unwrap();
+
+    let (slot, followups) = boot(&b);
+    assert_eq!(slot, Slot::B);
+    assert_eq!(followups, vec![Action::RunHealthGate(Slot::B)]);
+    // Marking the only bootable slot bad is refused and changes nothing.
+    let files = ["slot-a.img", "slot-b.img", "uboot.env", "data/state.json"];
+    let snapshot = |b: &Board| -> Vec<Vec<u8>> {
+        files
+            .iter()
+            .map(|n| std::fs::read(b.path(n)).unwrap())
+            .collect()
+    };
+    let before = snapshot(&b);
+    let err = updater(&b).mark_bad(None, NOW).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            UpdateError::Refused(seesaw::lifecycle::Refusal::NoFallback(Slot::B))
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("nothing to fall back to"), "{err}");
+    assert!(snapshot(&b) == before, "a refused mark-bad changed a file");
+
+    // The health check fails: no reboot, the trial ends, B stays.
+    let outcome = updater(&b)
+        .handle(
+            Event::HealthFailed {
+                reason: "app.service failed".into(),
+            },
+            NOW,
+        )
+        .unwrap();
+    assert!(!outcome.followups.contains(&Action::Reboot), "{outcome:?}");
+    let status = updater(&b).status().unwrap();
+    assert!(!status.commit_pending);
+    let last = status.last_result.unwrap();
+    assert!(last.message.contains("no fallback"), "{}", last.message);
+    for n in 1..=10 {
+        let (slot, followups) = boot(&b);
+        assert_eq!(slot, Slot::B, "boot {n}");
+        assert!(followups.is_empty(), "boot {n}: {followups:?}");
+        assert_eq!(var(&b, "BOOT_B_LEFT").as_deref(), Some("3"), "boot {n}");
+        assert_eq!(var(&b, "BOOT_A_LEFT").as_deref(), Some("0"), "boot {n}");
+    }
+    // An install into A gives the board its fallback again.
+    let v3 = b.create("v3.bundle", "3.0.0", 6, "test-board");
+    install(&mut updater(&b), &v3).unwrap();
+    assert_eq!(var(&b, "BOOT_ORDER").as_deref(), Some("A B"));
+    assert_eq!(boot(&b).0, Slot::A);
+}

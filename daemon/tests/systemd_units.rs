@@ -28,13 +28,14 @@ const MEASURED_EXPOSURE: f64 = 1.8;
 const EXPOSURE_MARGIN: f64 = 0.3;
 
 /// The stable journald MESSAGE_IDs (never renumbered; see the catalog).
-const CATALOG_IDS: [&str; 6] = [
+const CATALOG_IDS: [&str; 7] = [
     "f06e9e6060104dd2abd30080c34bdbfe", // install started
     "1289792e3da4474b8fa3ff590006470d", // install completed, awaiting reboot
     "68ab3e6fc9f048028f32ae12e43a5cf0", // install failed
     "550bedbc2fd94756a1338f8b3dd7ea29", // commit
     "f38fc19ef7fb437d9570be42e6b1b083", // rollback
     "d459c1d9d8fe4bdabeb4521208a12bcf", // marked bad (failed health check or operator)
+    "0f5769d3faa34e32acaf89fc0d4e48fd", // trial failed with no fallback
 ];
 
 /// Journal fields the daemon attaches to those entries; anything else in

@@ -341,6 +341,12 @@ impl Updater {
         } else {
             None
         };
+        if matches!(event, Event::Started) {
+            let removed = self.store.remove_leftovers();
+            if removed > 0 {
+                log::info!("removed {removed} temporary file(s) left by an earlier process");
+            }
+        }
         let booted = self.booted_slot().map_err(early)?;
         let state = self.store.load().map_err(|e| early(e.into()))?;
         let (boot, env_floor) = self.boot_state().map_err(early)?;
