@@ -27,6 +27,8 @@ pub const JOURNAL_FILE: &str = "install.json";
 pub const RESUME_FILE: &str = "resume.json";
 /// Held (flock) by the process that runs an install.
 pub const LOCK_FILE: &str = "install.lock";
+/// Held (flock) for the length of one lifecycle step ([`Store::lock_step`]).
+pub const STEP_LOCK_FILE: &str = "state.lock";
 
 /// Errors of loading and saving the state.
 #[derive(Debug, thiserror::Error)]
@@ -345,12 +347,39 @@ impl StateStore {
     ///
     /// Errors: [`StateError::Io`] if the lock file cannot be opened.
     pub fn try_lock_install(&self) -> Result<Option<File>, StateError> {
+        self.flock(LOCK_FILE, libc::LOCK_EX | libc::LOCK_NB)
+    }
+
+    /// Takes the lock held while one lifecycle step reads the state, the
+    /// journal and the environment and writes what it decided
+    /// (`state.lock`, flock), waiting for a step of another process to
+    /// finish. Steps are short (a few writes and fsyncs); without this a
+    /// daemon starting while a command-line install begins could read the
+    /// journal that install just wrote as one left by a dead process.
+    ///
+    /// Errors: [`StateError::Io`] if the lock file cannot be opened or
+    /// locked.
+    pub fn lock_step(&self) -> Result<File, StateError> {
+        match self.flock(STEP_LOCK_FILE, libc::LOCK_EX)? {
+            Some(f) => Ok(f),
+            // A blocking flock is never refused for being held.
+            None => Err(StateError::Io {
+                op: "lock",
+                path: self.dir.join(STEP_LOCK_FILE),
+                source: std::io::ErrorKind::WouldBlock.into(),
+            }),
+        }
+    }
+
+    /// Opens (creating) `name` in the data directory and flocks it with
+    /// `op`; `None` when the lock is not granted.
+    fn flock(&self, name: &str, op: libc::c_int) -> Result<Option<File>, StateError> {
         std::fs::create_dir_all(&self.dir).map_err(|source| StateError::Io {
             op: "create",
             path: self.dir.clone(),
             source,
         })?;
-        let path = self.dir.join(LOCK_FILE);
+        let path = self.dir.join(name);
         let f = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -361,14 +390,25 @@ impl StateStore {
                 path: path.clone(),
                 source,
             })?;
-        // SAFETY: flock only reads the descriptor, which `f` keeps open.
-        let rc = unsafe {
-            libc::flock(
-                std::os::unix::io::AsRawFd::as_raw_fd(&f),
-                libc::LOCK_EX | libc::LOCK_NB,
-            )
-        };
-        Ok((rc == 0).then_some(f))
+        loop {
+            // SAFETY: flock only reads the descriptor, which `f` keeps open.
+            let rc = unsafe { libc::flock(std::os::unix::io::AsRawFd::as_raw_fd(&f), op) };
+            if rc == 0 {
+                return Ok(Some(f));
+            }
+            let e = std::io::Error::last_os_error();
+            match e.kind() {
+                std::io::ErrorKind::Interrupted => {}
+                std::io::ErrorKind::WouldBlock => return Ok(None),
+                _ => {
+                    return Err(StateError::Io {
+                        op: "lock",
+                        path,
+                        source: e,
+                    })
+                }
+            }
+        }
     }
 
     /// Removes temporary files that processes no longer running left in

@@ -303,3 +303,82 @@ fn a_trial_with_no_fallback_stays_and_its_slot_cannot_be_marked_bad() {
     assert_eq!(var(&b, "BOOT_ORDER").as_deref(), Some("A B"));
     assert_eq!(boot(&b).0, Slot::A);
 }
+
+/// A command-line install running in another thread.
+type Cli =
+    std::sync::Arc<std::sync::Mutex<Option<std::thread::JoinHandle<Result<(), UpdateError>>>>>;
+
+/// The environment of a daemon that starts just as a command-line install
+/// begins: on its first read the install is started in another thread, and
+/// the read waits until that install's journal exists (at most `WAIT`), as
+/// a start that loses the race would see it.
+struct InstallBeginsDuringRead {
+    env: UbootEnv,
+    config: std::path::PathBuf,
+    bundle: std::path::PathBuf,
+    cli: Cli,
+}
+
+const WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+impl BootEnv for InstallBeginsDuringRead {
+    fn read_vars(&self) -> Result<Vec<(String, String)>, EnvError> {
+        let mut cli = self.cli.lock().unwrap();
+        if cli.is_none() {
+            let (config, bundle) = (self.config.clone(), self.bundle.clone());
+            let env = self.env.clone();
+            *cli = Some(std::thread::spawn(move || {
+                let mut u =
+                    Updater::with_env(Config::load(&config).unwrap(), &config, Box::new(env));
+                install(&mut u, &bundle)
+            }));
+            let journal = self.config.with_file_name("data").join("install.json");
+            let t = std::time::Instant::now();
+            while !journal.exists() && t.elapsed() < WAIT {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        }
+        self.env.read_vars()
+    }
+    fn check_write(&self, updates: &[(&str, Option<&str>)]) -> Result<(), EnvError> {
+        self.env.check_write(updates)
+    }
+    fn write_vars(&mut self, updates: &[(&str, Option<&str>)]) -> Result<(), EnvError> {
+        self.env.write_vars(updates)
+    }
+}
+
+#[test]
+fn a_daemon_starting_while_a_command_line_install_begins_leaves_it_alone() {
+    let b = Board::new();
+    let v2 = b.create("v2.bundle", "2.0.0", 5, "test-board");
+    let config = b.path("seesaw.toml");
+    let cli = Cli::default();
+    let mut daemon = Updater::with_env(
+        Config::load(&config).unwrap(),
+        &config,
+        Box::new(InstallBeginsDuringRead {
+            env: env(&b),
+            config: config.clone(),
+            bundle: v2,
+            cli: cli.clone(),
+        }),
+    );
+    daemon.record_failures(true);
+    let outcome = daemon.handle(Event::Started, NOW).unwrap();
+    assert!(
+        outcome
+            .reports
+            .iter()
+            .all(|r| r.kind != seesaw::state::ResultKind::Interrupted),
+        "the daemon took a live install for a dead one: {outcome:?}"
+    );
+    let handle = cli.lock().unwrap().take().expect("the install was started");
+    handle.join().unwrap().expect("the command-line install");
+    // The install completed and flipped; nothing marked B bad.
+    assert_eq!(var(&b, "BOOT_ORDER").as_deref(), Some("B A"));
+    assert_eq!(var(&b, "BOOT_B_LEFT").as_deref(), Some("3"));
+    let status = updater(&b).status().unwrap();
+    assert_eq!(status.pending.map(|p| p.slot), Some(Slot::B));
+    assert_eq!(boot(&b).0, Slot::B);
+}

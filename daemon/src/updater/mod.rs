@@ -331,6 +331,9 @@ impl Updater {
         now: OffsetDateTime,
     ) -> Result<Outcome, (UpdateError, bool)> {
         let early = |e: UpdateError| (e, false);
+        // One step at a time across processes: what is read below is what
+        // the actions change.
+        let _step = self.store.lock_step().map_err(|e| early(e.into()))?;
         let _lock = if matches!(event, Event::Started)
             && self.store.journal().map_err(|e| early(e.into()))?.is_some()
         {
