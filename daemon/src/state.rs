@@ -43,6 +43,15 @@ pub enum StateError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// Another seesaw process held the state lock for the whole bounded
+    /// wait (`lock_timeout` in the configuration).
+    #[error("the state lock {} is held by another seesaw process; gave up after {waited_secs} s", .path.display())]
+    LockBusy {
+        /// The lock file.
+        path: PathBuf,
+        /// Seconds waited.
+        waited_secs: u64,
+    },
     /// The state file exists but cannot be understood.
     #[error("state file {path} is corrupt: {reason}")]
     Corrupt {
@@ -54,8 +63,13 @@ pub enum StateError {
 }
 
 impl crate::failure::Classify for StateError {
+    /// A busy lock is the device being busy, like an install already
+    /// running; every other failure is I/O on the data directory.
     fn kind(&self) -> crate::failure::Kind {
-        crate::failure::Kind::Io
+        match self {
+            StateError::LockBusy { .. } => crate::failure::Kind::State,
+            _ => crate::failure::Kind::Io,
+        }
     }
 }
 
@@ -352,22 +366,29 @@ impl StateStore {
 
     /// Takes the lock held while one lifecycle step reads the state, the
     /// journal and the environment and writes what it decided
-    /// (`state.lock`, flock), waiting for a step of another process to
-    /// finish. Steps are short (a few writes and fsyncs); without this a
-    /// daemon starting while a command-line install begins could read the
-    /// journal that install just wrote as one left by a dead process.
+    /// (`state.lock`, flock), waiting at most `wait` for a step of another
+    /// process to finish. Steps are short (a few writes and fsyncs);
+    /// without this a daemon starting while a command-line install begins
+    /// could read the journal that install just wrote as one left by a
+    /// dead process. The lock lives in the data directory, which only root
+    /// can write on a device.
     ///
-    /// Errors: [`StateError::Io`] if the lock file cannot be opened or
-    /// locked.
-    pub fn lock_step(&self) -> Result<File, StateError> {
-        match self.flock(STEP_LOCK_FILE, libc::LOCK_EX)? {
-            Some(f) => Ok(f),
-            // A blocking flock is never refused for being held.
-            None => Err(StateError::Io {
-                op: "lock",
-                path: self.dir.join(STEP_LOCK_FILE),
-                source: std::io::ErrorKind::WouldBlock.into(),
-            }),
+    /// Errors: [`StateError::LockBusy`] when another process held it for
+    /// all of `wait`; [`StateError::Io`] if the lock file cannot be opened
+    /// or locked.
+    pub fn lock_step(&self, wait: std::time::Duration) -> Result<File, StateError> {
+        let started = std::time::Instant::now();
+        loop {
+            if let Some(f) = self.flock(STEP_LOCK_FILE, libc::LOCK_EX | libc::LOCK_NB)? {
+                return Ok(f);
+            }
+            if started.elapsed() >= wait {
+                return Err(StateError::LockBusy {
+                    path: self.dir.join(STEP_LOCK_FILE),
+                    waited_secs: wait.as_secs(),
+                });
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
         }
     }
 
@@ -519,5 +540,28 @@ mod tests {
         assert!(matches!(store.load(), Err(StateError::Corrupt { .. })));
         std::fs::write(store.path(), b"{\"format\":2,\"floor\":0,\"slot_a\":null,\"slot_b\":null,\"pending\":null,\"last_result\":null,\"failed_versions\":[]}").unwrap();
         assert!(matches!(store.load(), Err(StateError::Corrupt { .. })));
+    }
+
+    #[test]
+    fn a_held_step_lock_gives_a_clear_error_after_the_bounded_wait() {
+        let d = tempfile::tempdir().unwrap();
+        let store = StateStore::new(d.path());
+        let held = store.lock_step(std::time::Duration::ZERO).unwrap();
+        let t = std::time::Instant::now();
+        let err = store
+            .lock_step(std::time::Duration::from_millis(300))
+            .unwrap_err();
+        assert!(t.elapsed() >= std::time::Duration::from_millis(300));
+        assert!(matches!(err, StateError::LockBusy { .. }), "{err:?}");
+        assert!(
+            err.to_string().contains("held by another seesaw process"),
+            "{err}"
+        );
+        assert_eq!(
+            crate::failure::Classify::kind(&err),
+            crate::failure::Kind::State
+        );
+        drop(held);
+        assert!(store.lock_step(std::time::Duration::ZERO).is_ok());
     }
 }

@@ -333,7 +333,10 @@ impl Updater {
         let early = |e: UpdateError| (e, false);
         // One step at a time across processes: what is read below is what
         // the actions change.
-        let _step = self.store.lock_step().map_err(|e| early(e.into()))?;
+        let _step = self
+            .store
+            .lock_step(self.config.lock_wait())
+            .map_err(|e| early(e.into()))?;
         let _lock = if matches!(event, Event::Started)
             && self.store.journal().map_err(|e| early(e.into()))?.is_some()
         {
