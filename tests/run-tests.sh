@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs every seesaw test, exactly what CI runs: installs the real tools the
 # tests use, checks formatting and lints, runs the simulated-board update
-# cycle, the real boot chain in QEMU (tests/qemu/README.md), then the unit and
-# integration tests (including the boot scripts in U-Boot under QEMU).
+# cycle, the board binaries (cross builds, size budget, the same bytes as the
+# host's under qemu-user), the real boot chain in QEMU (tests/qemu/README.md),
+# then the unit and integration tests (including the boot scripts in U-Boot
+# under QEMU).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
@@ -20,6 +22,8 @@ echo "== Yocto layer: oelint-adv, crates .inc in sync, layout consistency"
 bash tests/yocto-checks.sh
 echo "== cargo deny: licenses, bans, sources"
 bash tests/deny.sh
+echo "== board binaries: aarch64 and armv7 release builds within 4 MiB, the same bytes as the host's under qemu-user"
+bash tests/cross-check.sh
 echo "== boot chain in QEMU: commit and five reboots, health rollback, watchdog rollback, power cut, power cuts in U-Boot's environment write"
 bash tests/qemu-boot-chain.sh
 echo "== cargo test"

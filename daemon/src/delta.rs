@@ -11,8 +11,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
+use crate::digest::Sha256;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::blocks::{Assembler, AssemblerSources, BlockIndex, LocalBlocks, Refetch};
 use crate::bundle::{BundleError, FetchError};

@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
+use crate::digest::Sha256;
 
 use crate::manifest::{Compression, Image};
 

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use sha2::{Digest, Sha256};
+use crate::digest::Sha256;
 use time::OffsetDateTime;
 
 use crate::install::ChunkLog;

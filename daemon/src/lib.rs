@@ -16,6 +16,7 @@
 //! - [`state`] — what the device remembers across boots, written atomically.
 //! - [`atomic_file`] — the one way a file is replaced: temporary file, fsync,
 //!   rename, fsync of the directory. Uses no other module.
+//! - [`digest`] — SHA-256 for every hash seesaw checks (ring's assembly).
 //! - [`events`] — stable journald `MESSAGE_ID`s, the entries and logger set-up.
 //!
 //! **Touchpoints and operations** — the OS, the devices, the network:
@@ -57,6 +58,7 @@ pub mod config;
 pub mod daemon;
 pub mod dbus;
 pub mod delta;
+pub mod digest;
 pub mod events;
 pub mod failure;
 pub mod fleet;

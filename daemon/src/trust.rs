@@ -13,12 +13,12 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::digest::Sha256;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
 use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 /// The `payloadType` of a seesaw manifest inside a DSSE envelope.
 pub const MANIFEST_PAYLOAD_TYPE: &str = "application/vnd.seesaw.manifest.v1+json";

@@ -163,7 +163,7 @@ fn a_configuration_error_is_one_line_with_file_line_and_column() {
             "syntax-error.toml",
             "compatible = \"test-board\"\ndata_dir = \n",
             "line 2, column 12",
-            "invalid string",
+            "string values must be quoted",
         ),
         (
             "unknown-key.toml",

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 /// operations, 2 front ends.
 const LAYERS: &[(&str, u8)] = &[
     ("atomic_file", 0),
+    ("digest", 0),
     ("failure", 0),
     ("slot", 0),
     ("lifecycle", 0),

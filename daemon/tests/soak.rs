@@ -3,7 +3,8 @@
 //! file, a data directory), with the boot contract's invariants checked
 //! after every event.
 //!
-//! Events: install of a random version (some below the floor), power-on
+//! Events: install of a random version (some below the floor) from the
+//! bundle file, over HTTPS, or as a delta from the network layout, power-on
 //! through the boot script's algorithm followed by the daemon's start and a
 //! random health verdict on a trial, a hung trial slot (power-ons without a
 //! start until U-Boot gives up on it), a daemon restart, loss of
@@ -31,6 +32,8 @@ mod power_on;
 
 mod board_files;
 mod common;
+#[path = "support/https_server.rs"]
+mod https_server;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
@@ -38,7 +41,9 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use board_files::ENV_SIZE;
-use common::{Board, NOW};
+use common::{Board, CHUNK, NOW};
+use https_server::{Server, ServerOptions, TestPki};
+use seesaw::bundle::{self, CreateOptions};
 use seesaw::config::Config;
 use seesaw::install::{Phase, Progress};
 use seesaw::lifecycle::{Action, Event};
@@ -181,8 +186,26 @@ impl CutAt {
     }
 }
 
+/// Where an install event takes its bundle from.
+#[derive(Clone, Copy, Debug)]
+enum Source {
+    /// The one-file bundle on the board's disk.
+    File,
+    /// The same one-file bundle over HTTPS.
+    Https,
+    /// The network layout over HTTPS: a delta install, the running slot
+    /// giving every block it holds.
+    Delta,
+}
+
 struct Soak {
     board: Board,
+    /// Serves `www/v<sv>.bundle` and `www/net<sv>/` (network layouts).
+    server: Server,
+    /// Chooses each install's [`Source`].
+    sources: Rng,
+    /// Installs that completed, per [`Source`] (file, HTTPS, delta).
+    installed: [usize; 3],
     cut: Arc<Mutex<Cut>>,
     bundles: Vec<(PathBuf, u64)>,
     image: Vec<u8>,
@@ -239,6 +262,18 @@ impl Soak {
 
     fn install(&mut self, rng: &mut Rng) {
         let (bundle, sv) = self.bundles[rng.below(self.bundles.len() as u64) as usize].clone();
+        // From its own stream: the events drawn from `rng` stay those of
+        // a soak without network sources, so older seeds replay.
+        let from = match self.sources.below(4) {
+            0 | 1 => Source::File,
+            2 => Source::Https,
+            _ => Source::Delta,
+        };
+        let source = match from {
+            Source::File => bundle.display().to_string(),
+            Source::Https => self.server.url(&format!("/v{sv}.bundle")),
+            Source::Delta => self.server.url(&format!("/net{sv}/manifest.dsse.json")),
+        };
         let floor = self.updater().floor().unwrap();
         let cut_slot = rng.chance(15);
         if rng.chance(15) {
@@ -261,8 +296,8 @@ impl Soak {
         };
         let force = rng.chance(30);
         let result = self.guarded(|| {
-            self.updater().install(
-                &bundle,
+            self.updater().install_source(
+                &source,
                 &InstallOptions { threads: 2, force },
                 &cut,
                 &cut.cancel,
@@ -271,16 +306,19 @@ impl Soak {
         });
         let result = if cut.restore() { None } else { result };
         match result {
-            None => self.log.push(format!("install sv {sv}: power cut")),
+            None => self
+                .log
+                .push(format!("install sv {sv} ({from:?}): power cut")),
             Some(Ok(report)) => {
                 assert!(
                     sv >= floor,
                     "installed security version {sv} below the floor {floor}"
                 );
+                self.installed[from as usize] += 1;
                 self.log
-                    .push(format!("install sv {sv}: into {}", report.slot));
+                    .push(format!("install sv {sv} ({from:?}): into {}", report.slot));
             }
-            Some(Err(e)) => self.log.push(format!("install sv {sv}: {e}")),
+            Some(Err(e)) => self.log.push(format!("install sv {sv} ({from:?}): {e}")),
         }
     }
 
@@ -429,7 +467,7 @@ fn lifetime_soak() {
 /// seed and the last events at the first violation.
 fn soak(seed: u64, events: usize) {
     let board = Board::new();
-    let bundles = (0..8u64)
+    let bundles: Vec<(PathBuf, u64)> = (0..8u64)
         .map(|sv| {
             let name = format!("v{sv}.bundle");
             (
@@ -438,10 +476,49 @@ fn soak(seed: u64, events: usize) {
             )
         })
         .collect();
+    // The same bundles over HTTPS: each one-file bundle, and a network
+    // layout of the same image with its block index for delta installs.
+    let www = board.path("www");
+    std::fs::create_dir_all(&www).unwrap();
+    for (path, sv) in &bundles {
+        std::fs::copy(path, www.join(format!("v{sv}.bundle"))).unwrap();
+        bundle::create(
+            &board.image,
+            &[&board.release],
+            &CreateOptions {
+                compatible: "test-board".into(),
+                version: format!("1.{sv}.0"),
+                security_version: *sv,
+                created: NOW,
+                expires: Some(time::macros::datetime!(2027-11-21 12:00 UTC)),
+                chunk_size: CHUNK,
+                zstd_level: 3,
+                threads: 2,
+            },
+            bundle::Outputs {
+                file: None,
+                dir: Some(&www.join(format!("net{sv}"))),
+                delta_bases: std::slice::from_ref(&board.image),
+            },
+        )
+        .unwrap();
+    }
+    std::fs::create_dir_all(board.path("pki")).unwrap();
+    TestPki::shared().write_to(&board.path("pki"));
+    let config = board.path("seesaw.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(
+        "\n[network]\nca = \"pki/ca.pem\"\nconnect_timeout = 5\nread_timeout = 5\nretries = 2\n",
+    );
+    std::fs::write(&config, text).unwrap();
+    let server = Server::start(www, ServerOptions::https(TestPki::shared()));
     let image = std::fs::read(&board.image).unwrap();
     let factory_a = std::fs::read(board.path("slot-a.img")).unwrap();
     let mut soak = Soak {
         board,
+        server,
+        sources: Rng(seed.rotate_left(29) | 1),
+        installed: [0; 3],
         cut: Arc::default(),
         bundles,
         image,
@@ -561,6 +638,16 @@ fn soak(seed: u64, events: usize) {
         }
     }
     let _ = std::panic::take_hook();
+    let [file, https, delta] = soak.installed;
+    if events >= 1000 {
+        assert!(
+            file > 0 && https > 0 && delta > 0,
+            "soak seed {seed}: some source never completed an install: file {file}, HTTPS {https}, delta {delta}"
+        );
+    }
+    eprintln!(
+        "soak seed {seed}: installs completed from file {file}, HTTPS {https}, delta {delta}"
+    );
     eprintln!(
         "soak seed {seed}: {events} events (installs {}, boots {}, hung trials {}, restarts {}, \
          state lost {}, older state {}, env copy corrupted {}, torn temp {}), no violation",

@@ -43,7 +43,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use sha2::{Digest, Sha256};
+use crate::digest::Sha256;
 
 /// Bytes per block (a property of the manifest's block store format).
 pub use crate::manifest::BLOCK_SIZE;
@@ -384,7 +384,7 @@ pub fn build(
         let f = File::open(base).map_err(io("open", base))?;
         let len = f.metadata().map_err(io("stat", base))?.len();
         for_each_block(&f, base, len, |_, block| {
-            known.insert(Sha256::digest(block).into());
+            known.insert(Sha256::digest(block));
         })?;
     }
     let mut ids: HashMap<[u8; 32], u32> = HashMap::new();
@@ -393,7 +393,7 @@ pub fn build(
     let mut first_pos = Vec::new();
     let mut novel = Vec::new();
     for_each_block(src, src_path, size, |pos, block| {
-        let digest: [u8; 32] = Sha256::digest(block).into();
+        let digest: [u8; 32] = Sha256::digest(block);
         let next = ids.len() as u32;
         let id = *ids.entry(digest).or_insert(next);
         if id == next {

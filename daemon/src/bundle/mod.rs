@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use sha2::{Digest, Sha256};
+use crate::digest::Sha256;
 use time::OffsetDateTime;
 
 use crate::atomic_file::{self, TempFile};

@@ -87,18 +87,82 @@ pub fn client_config(
 /// Errors: [`FleetError::Pem`], [`FleetError::NoDeviceId`] when it has no
 /// common name.
 pub fn common_name(cert: &Path) -> Result<String, FleetError> {
+    use x509_cert::der::asn1::{PrintableStringRef, Utf8StringRef};
+    use x509_cert::der::{Decode, Tag, Tagged};
     let der = load_certs("client certificate", cert)?.remove(0);
-    let (_, parsed) =
-        x509_parser::parse_x509_certificate(der.as_ref()).map_err(|e| FleetError::Pem {
-            what: "client certificate",
-            path: cert.into(),
-            reason: e.to_string(),
-        })?;
+    let parsed = x509_cert::Certificate::from_der(der.as_ref()).map_err(|e| FleetError::Pem {
+        what: "client certificate",
+        path: cert.into(),
+        reason: e.to_string(),
+    })?;
+    // The first commonName (2.5.4.3) of the subject, as a UTF8String or
+    // PrintableString (the two encodings RFC 5280 section 4.1.2.6 expects).
     let cn = parsed
-        .subject()
-        .iter_common_name()
-        .next()
-        .and_then(|a| a.as_str().ok())
-        .map(str::to_string);
+        .tbs_certificate
+        .subject
+        .0
+        .iter()
+        .flat_map(|rdn| rdn.0.iter())
+        .filter(|atv| atv.oid == x509_cert::der::oid::db::rfc4519::CN)
+        .find_map(|atv| match atv.value.tag() {
+            Tag::Utf8String => atv
+                .value
+                .decode_as::<Utf8StringRef<'_>>()
+                .ok()
+                .map(|s| s.as_str().to_string()),
+            Tag::PrintableString => atv
+                .value
+                .decode_as::<PrintableStringRef<'_>>()
+                .ok()
+                .map(|s| s.as_str().to_string()),
+            _ => None,
+        });
     cn.ok_or_else(|| FleetError::NoDeviceId(format!("{} has none", cert.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cert_with(dn: rcgen::DistinguishedName) -> (tempfile::TempDir, std::path::PathBuf) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name = dn;
+        let cert = params.self_signed(&key).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("device.pem");
+        std::fs::write(&path, cert.pem()).unwrap();
+        (dir, path)
+    }
+
+    #[test]
+    fn the_common_name_is_read_in_both_string_types() {
+        use rcgen::{DistinguishedName, DnType, DnValue};
+        for value in [
+            DnValue::Utf8String("board-0042".into()),
+            DnValue::PrintableString("board-0042".try_into().unwrap()),
+        ] {
+            let mut dn = DistinguishedName::new();
+            dn.push(DnType::OrganizationName, "fleet");
+            dn.push(DnType::CommonName, value);
+            let (_d, path) = cert_with(dn);
+            assert_eq!(common_name(&path).unwrap(), "board-0042");
+        }
+    }
+
+    #[test]
+    fn a_certificate_without_a_common_name_is_refused() {
+        let mut dn = rcgen::DistinguishedName::new();
+        dn.push(rcgen::DnType::OrganizationName, "fleet");
+        let (_d, path) = cert_with(dn);
+        assert!(matches!(common_name(&path), Err(FleetError::NoDeviceId(_))));
+        let (d, _) = cert_with(rcgen::DistinguishedName::new());
+        let junk = d.path().join("junk.pem");
+        std::fs::write(
+            &junk,
+            "-----BEGIN CERTIFICATE-----\nMAMCAQA=\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        assert!(matches!(common_name(&junk), Err(FleetError::Pem { .. })));
+    }
 }

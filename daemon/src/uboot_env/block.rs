@@ -15,6 +15,37 @@
 
 use super::EnvError;
 
+/// CRC-32 as U-Boot's `crc32(0, ..)` and zlib compute it: the reflected
+/// polynomial 0xEDB88320, initial value and final XOR 0xFFFFFFFF. One
+/// 256-entry table (1 KiB), built at compile time: an environment is a few
+/// KiB and read a few times per operation, so the byte-at-a-time loop is
+/// fast enough and keeps the binary small.
+pub fn crc32(data: &[u8]) -> u32 {
+    !data.iter().fold(!0u32, |crc, &b| {
+        CRC32_TABLE[((crc ^ u32::from(b)) & 0xff) as usize] ^ (crc >> 8)
+    })
+}
+
+const CRC32_TABLE: [u32; 256] = {
+    let mut table = [0u32; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut c = i as u32;
+        let mut k = 0;
+        while k < 8 {
+            c = if c & 1 != 0 {
+                0xEDB8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
+            k += 1;
+        }
+        table[i] = c;
+        i += 1;
+    }
+    table
+};
+
 /// Whether a copy carries the redundant flag byte after its CRC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EnvLayout {
@@ -172,7 +203,7 @@ impl EnvBlock {
 
     /// The CRC32 of the data area as it is now.
     pub fn computed_crc(&self) -> u32 {
-        crc32fast::hash(self.data())
+        crc32(self.data())
     }
 
     /// The flag byte (write counter) of a redundant copy; `None` for single.
@@ -656,5 +687,19 @@ mod tests {
     fn copy_index_other() {
         assert_eq!(CopyIndex::First.other(), CopyIndex::Second);
         assert_eq!(CopyIndex::Second.other().index(), 0);
+    }
+
+    #[test]
+    fn crc32_matches_zlib_and_an_independent_implementation() {
+        // The standard check value of CRC-32/ISO-HDLC.
+        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+        assert_eq!(crc32(b""), 0);
+        let mut data = vec![0u8; 0x4000 - 5];
+        for (i, b) in data.iter_mut().enumerate() {
+            *b = (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[1];
+        }
+        for len in [1, 7, 255, 4096, data.len()] {
+            assert_eq!(crc32(&data[..len]), crc32fast::hash(&data[..len]), "{len}");
+        }
     }
 }

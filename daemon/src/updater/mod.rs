@@ -71,7 +71,10 @@ pub enum UpdateError {
     #[error(transparent)]
     Transport(#[from] TransportError),
     /// The thread running the operation panicked: a bug, not a fault of the
-    /// device or the bundle.
+    /// device or the bundle. Only where panics unwind (debug builds and
+    /// tests); the release profile aborts the process on a panic instead,
+    /// and systemd's restart and the start's analysis of an interrupted
+    /// install take over.
     #[error("{operation} stopped unexpectedly: {reason}")]
     Panicked {
         /// What was running, e.g. `install`.
