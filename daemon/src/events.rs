@@ -108,51 +108,49 @@ impl Entry {
     /// [`COMMIT`]: the trial of `version` in `slot` is committed (`reason`:
     /// the health gate passed, or it was marked good).
     pub fn commit(slot: Slot, version: &str, reason: &str, message: String) -> Entry {
-        Entry {
-            id: COMMIT,
-            level: Level::Info,
-            message,
-            slot: Some(slot),
-            version: Some(version.into()),
-            reason: Some(reason.into()),
-        }
+        Entry::about(COMMIT, Level::Info, slot, Some(version), reason, message)
     }
 
     /// [`ROLLBACK`]: `version` in `slot` (the new slot, not the running
     /// one) never confirmed itself, because of `reason`.
     pub fn rollback(slot: Slot, version: &str, reason: &str, message: String) -> Entry {
-        Entry {
-            id: ROLLBACK,
-            level: Level::Warn,
-            message,
-            slot: Some(slot),
-            version: Some(version.into()),
-            reason: Some(reason.into()),
-        }
+        Entry::about(ROLLBACK, Level::Warn, slot, Some(version), reason, message)
     }
 
     /// [`MARKED_BAD`]: `slot`, holding `version` if seesaw installed it
     /// there, was marked bad because of `reason`.
     pub fn marked_bad(slot: Slot, version: Option<&str>, reason: &str, message: String) -> Entry {
-        Entry {
-            id: MARKED_BAD,
-            level: Level::Warn,
-            message,
-            slot: Some(slot),
-            version: version.map(str::to_string),
-            reason: Some(reason.into()),
-        }
+        Entry::about(MARKED_BAD, Level::Warn, slot, version, reason, message)
     }
 
     /// [`NO_FALLBACK`]: the trial of `version` in `slot` failed because
     /// of `reason`, and the other slot is no fallback, so `slot` stays.
     pub fn no_fallback(slot: Slot, version: &str, reason: &str, message: String) -> Entry {
+        Entry::about(
+            NO_FALLBACK,
+            Level::Error,
+            slot,
+            Some(version),
+            reason,
+            message,
+        )
+    }
+
+    /// An event about `slot` (holding `version`, if known) because of `reason`.
+    fn about(
+        id: &'static str,
+        level: Level,
+        slot: Slot,
+        version: Option<&str>,
+        reason: &str,
+        message: String,
+    ) -> Entry {
         Entry {
-            id: NO_FALLBACK,
-            level: Level::Error,
+            id,
+            level,
             message,
             slot: Some(slot),
-            version: Some(version.into()),
+            version: version.map(str::to_string),
             reason: Some(reason.into()),
         }
     }

@@ -1401,22 +1401,10 @@ mod tests {
                 );
             }
             // With a fallback it is done; the other slot may always be marked.
-            assert!(run(
-                &st,
-                B,
-                &boot(&[B, A], 3, 2),
-                None,
-                Event::MarkBad { slot: B }
-            )
-            .is_ok());
-            assert!(run(
-                &st,
-                B,
-                &boot(&[B, A], 3, 2),
-                None,
-                Event::MarkBad { slot: A }
-            )
-            .is_ok());
+            for slot in [B, A] {
+                let with_fallback = boot(&[B, A], 3, 2);
+                assert!(run(&st, B, &with_fallback, None, Event::MarkBad { slot }).is_ok());
+            }
         }
         let why = Refusal::NoFallback(B).to_string();
         assert!(why.contains("slot A has no tries left"), "{why}");
