@@ -11,7 +11,10 @@
 #                     the boot-chain test's guest (tests/qemu/build-guest.sh):
 #                     a minimal Debian root, its initramfs, its kernel
 #                     modules; debugfs reads the guest's state afterwards
-#   qemu-system-x86 (+ common, data, seabios) from bookworm-backports: the host
+#   qemu-user dpkg-dev bison flex bc gcc-aarch64-linux-gnu libssl-dev
+#                     the arm64 boards (tests/qemu/arm64/): U-Boot built from
+#                     Debian's source package, checks of the arm64 root
+#   qemu-system-x86 qemu-system-arm (+ common, data, seabios) from bookworm-backports: the host
 #   may carry qemu-utils from backports, which conflicts with bookworm's 7.2
 #   qemu-system packages. Only these packages are taken from backports; a
 #   blanket "-t bookworm-backports" would also upgrade systemd, udev, e2fsprogs.
@@ -46,10 +49,12 @@ SRC
 fi
 
 plain=(u-boot-tools libubootenv-tool u-boot-qemu mtools dosfstools fdisk
-    debootstrap busybox-static kmod cpio xz-utils e2fsprogs)
-backports=(qemu-system-x86 qemu-system-common qemu-system-data seabios)
+    debootstrap busybox-static kmod cpio xz-utils e2fsprogs
+    qemu-user dpkg-dev bison flex bc gcc-aarch64-linux-gnu libc6-dev-arm64-cross libssl-dev)
+backports=(qemu-system-x86 qemu-system-arm qemu-system-common qemu-system-data seabios)
 backports_pinned=(
     qemu-system-x86/bookworm-backports
+    qemu-system-arm/bookworm-backports
     qemu-system-common/bookworm-backports
     qemu-system-data/bookworm-backports
     seabios/bookworm-backports

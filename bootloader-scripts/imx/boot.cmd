@@ -30,6 +30,8 @@
 #   seesaw: bootargs <kernel command line>
 #   seesaw: no slot has tries left, resetting BOOT_A_LEFT=3 BOOT_B_LEFT=3
 #   seesaw: WARNING: could not save the environment
+#   seesaw: kernel <path> of slot <A|B> is <n> bytes, more than the <n> from <addr> to <addr>: ...
+#   seesaw: no default root device for <devtype> <devnum>: preset seesaw_root_A and seesaw_root_B
 #   seesaw: boot of slot <A|B> failed, resetting
 
 # ---------------------------------------------------------------------------
@@ -41,11 +43,39 @@ if test -z "${devtype}"; then devtype=mmc; fi
 if test -z "${devnum}"; then devnum=2; fi
 if test -z "${seesaw_part_A}"; then seesaw_part_A=2; fi
 if test -z "${seesaw_part_B}"; then seesaw_part_B=3; fi
-# U-Boot and Linux number the uSDHC controllers alike on i.MX 8M
-# (mmc1 = SD card, mmc2 = eMMC on the EVK), so the U-Boot device number
-# names the Linux block device.
-if test -z "${seesaw_root_A}"; then seesaw_root_A=/dev/mmcblk${devnum}p${seesaw_part_A}; fi
-if test -z "${seesaw_root_B}"; then seesaw_root_B=/dev/mmcblk${devnum}p${seesaw_part_B}; fi
+# The Linux name of the disk U-Boot found this script on, for the default
+# root devices: mmc N is /dev/mmcblkN (U-Boot and Linux number the
+# controllers alike on i.MX 8M: mmc1 = SD card,
+# mmc2 = eMMC on the EVK), usb/scsi/sata N is the Nth SCSI disk
+# (/dev/sda for the first, up to 3), virtio N is /dev/vda..vdd, nvme N is
+# /dev/nvmeNn1. Anything else, or a USB disk among several, needs
+# seesaw_root_A and seesaw_root_B preset: the script says so and stops
+# before it takes a try.
+seesaw_disk=
+seesaw_letter=
+if test "${devnum}" = "0"; then seesaw_letter=a;
+elif test "${devnum}" = "1"; then seesaw_letter=b;
+elif test "${devnum}" = "2"; then seesaw_letter=c;
+elif test "${devnum}" = "3"; then seesaw_letter=d; fi
+if test "${devtype}" = "mmc"; then
+    seesaw_disk=/dev/mmcblk${devnum}p
+elif test "${devtype}" = "nvme"; then
+    seesaw_disk=/dev/nvme${devnum}n1p
+elif test "${devtype}" = "usb" || test "${devtype}" = "scsi" || test "${devtype}" = "sata"; then
+    if test -n "${seesaw_letter}"; then seesaw_disk=/dev/sd${seesaw_letter}; fi
+elif test "${devtype}" = "virtio"; then
+    if test -n "${seesaw_letter}"; then seesaw_disk=/dev/vd${seesaw_letter}; fi
+fi
+if test -z "${seesaw_root_A}"; then
+    if test -n "${seesaw_disk}"; then seesaw_root_A=${seesaw_disk}${seesaw_part_A}; fi
+fi
+if test -z "${seesaw_root_B}"; then
+    if test -n "${seesaw_disk}"; then seesaw_root_B=${seesaw_disk}${seesaw_part_B}; fi
+fi
+if test -z "${seesaw_root_A}" || test -z "${seesaw_root_B}"; then
+    echo "seesaw: no default root device for ${devtype} ${devnum}: preset seesaw_root_A and seesaw_root_B"
+    exit
+fi
 if test -z "${seesaw_kernel}"; then seesaw_kernel=/boot/Image; fi
 if test -z "${seesaw_initrd}"; then seesaw_initrd=/boot/initrd.img; fi
 if test -z "${seesaw_fdtfile}"; then
@@ -125,12 +155,34 @@ fi
 setenv bootargs "${seesaw_console} root=${seesaw_root} rootfstype=ext4 rootwait ro seesaw.slot=${seesaw_slot} ${seesaw_extra_bootargs}"
 echo "seesaw: bootargs ${bootargs}"
 
-if load ${devtype} ${devnum}:${seesaw_part} ${seesaw_kernel_addr} ${seesaw_kernel}; then
-    if load ${devtype} ${devnum}:${seesaw_part} ${seesaw_fdt_addr} ${seesaw_fdtfile}; then
-        if load ${devtype} ${devnum}:${seesaw_part} ${seesaw_ramdisk_addr} ${seesaw_initrd}; then
-            booti ${seesaw_kernel_addr} ${seesaw_ramdisk_addr}:${filesize} ${seesaw_fdt_addr}
-        else
-            booti ${seesaw_kernel_addr} - ${seesaw_fdt_addr}
+# The kernel file must end below what is loaded after it (device tree,
+# initramfs), or loading those would overwrite its end; with the EVK's
+# defaults (kernel 0x40480000, device tree 0x43000000) that is 0x2b80000
+# bytes, about 43.5 MiB.
+# A slot whose kernel does not fit fails to boot (its tries run out), with
+# this message on the console.
+seesaw_kernel_ok=yes
+if size ${devtype} ${devnum}:${seesaw_part} ${seesaw_kernel}; then
+    for seesaw_above in ${seesaw_fdt_addr} ${seesaw_ramdisk_addr}; do
+        if itest ${seesaw_above} -gt ${seesaw_kernel_addr}; then
+            setexpr seesaw_room ${seesaw_above} - ${seesaw_kernel_addr}
+            if itest ${filesize} -gt ${seesaw_room}; then
+                echo "seesaw: kernel ${seesaw_kernel} of slot ${seesaw_slot} is 0x${filesize} bytes, more than the 0x${seesaw_room} from ${seesaw_kernel_addr} to ${seesaw_above}: move the load addresses apart"
+                seesaw_kernel_ok=no
+            fi
+        fi
+    done
+    setenv seesaw_room
+fi
+
+if test "${seesaw_kernel_ok}" = "yes"; then
+    if load ${devtype} ${devnum}:${seesaw_part} ${seesaw_kernel_addr} ${seesaw_kernel}; then
+        if load ${devtype} ${devnum}:${seesaw_part} ${seesaw_fdt_addr} ${seesaw_fdtfile}; then
+            if load ${devtype} ${devnum}:${seesaw_part} ${seesaw_ramdisk_addr} ${seesaw_initrd}; then
+                booti ${seesaw_kernel_addr} ${seesaw_ramdisk_addr}:${filesize} ${seesaw_fdt_addr}
+            else
+                booti ${seesaw_kernel_addr} - ${seesaw_fdt_addr}
+            fi
         fi
     fi
 fi

@@ -27,6 +27,8 @@
 #   seesaw: bootargs <kernel command line>
 #   seesaw: no slot has tries left, resetting BOOT_A_LEFT=3 BOOT_B_LEFT=3
 #   seesaw: WARNING: could not save the environment
+#   seesaw: kernel <path> of slot <A|B> is <n> bytes, more than the <n> from <addr> to <addr>: ...
+#   seesaw: no default root device for <devtype> <devnum>: preset seesaw_root_A and seesaw_root_B
 #   seesaw: boot of slot <A|B> failed, resetting
 
 # ---------------------------------------------------------------------------
@@ -38,8 +40,39 @@ if test -z "${devtype}"; then devtype=mmc; fi
 if test -z "${devnum}"; then devnum=0; fi
 if test -z "${seesaw_part_A}"; then seesaw_part_A=2; fi
 if test -z "${seesaw_part_B}"; then seesaw_part_B=3; fi
-if test -z "${seesaw_root_A}"; then seesaw_root_A=/dev/mmcblk0p2; fi
-if test -z "${seesaw_root_B}"; then seesaw_root_B=/dev/mmcblk0p3; fi
+# The Linux name of the disk U-Boot found this script on, for the default
+# root devices: mmc N is /dev/mmcblkN (U-Boot and Linux number the
+# controllers alike: mmc 0 is the SD card or eMMC the
+# Pi booted from, mmcblk0 in Linux), usb/scsi/sata N is the Nth SCSI disk
+# (/dev/sda for the first, up to 3), virtio N is /dev/vda..vdd, nvme N is
+# /dev/nvmeNn1. Anything else, or a USB disk among several, needs
+# seesaw_root_A and seesaw_root_B preset: the script says so and stops
+# before it takes a try.
+seesaw_disk=
+seesaw_letter=
+if test "${devnum}" = "0"; then seesaw_letter=a;
+elif test "${devnum}" = "1"; then seesaw_letter=b;
+elif test "${devnum}" = "2"; then seesaw_letter=c;
+elif test "${devnum}" = "3"; then seesaw_letter=d; fi
+if test "${devtype}" = "mmc"; then
+    seesaw_disk=/dev/mmcblk${devnum}p
+elif test "${devtype}" = "nvme"; then
+    seesaw_disk=/dev/nvme${devnum}n1p
+elif test "${devtype}" = "usb" || test "${devtype}" = "scsi" || test "${devtype}" = "sata"; then
+    if test -n "${seesaw_letter}"; then seesaw_disk=/dev/sd${seesaw_letter}; fi
+elif test "${devtype}" = "virtio"; then
+    if test -n "${seesaw_letter}"; then seesaw_disk=/dev/vd${seesaw_letter}; fi
+fi
+if test -z "${seesaw_root_A}"; then
+    if test -n "${seesaw_disk}"; then seesaw_root_A=${seesaw_disk}${seesaw_part_A}; fi
+fi
+if test -z "${seesaw_root_B}"; then
+    if test -n "${seesaw_disk}"; then seesaw_root_B=${seesaw_disk}${seesaw_part_B}; fi
+fi
+if test -z "${seesaw_root_A}" || test -z "${seesaw_root_B}"; then
+    echo "seesaw: no default root device for ${devtype} ${devnum}: preset seesaw_root_A and seesaw_root_B"
+    exit
+fi
 if test -z "${seesaw_kernel}"; then seesaw_kernel=/boot/Image; fi
 if test -z "${seesaw_initrd}"; then seesaw_initrd=/boot/initrd.img; fi
 if test -z "${seesaw_console}"; then seesaw_console="console=ttyS0,115200 console=tty1"; fi
@@ -109,11 +142,33 @@ fi
 setenv bootargs "${seesaw_console} root=${seesaw_root} rootfstype=ext4 rootwait ro seesaw.slot=${seesaw_slot} ${seesaw_extra_bootargs}"
 echo "seesaw: bootargs ${bootargs}"
 
-if load ${devtype} ${devnum}:${seesaw_part} ${kernel_addr_r} ${seesaw_kernel}; then
-    if load ${devtype} ${devnum}:${seesaw_part} ${ramdisk_addr_r} ${seesaw_initrd}; then
-        booti ${kernel_addr_r} ${ramdisk_addr_r}:${filesize} ${seesaw_fdt_addr}
-    else
-        booti ${kernel_addr_r} - ${seesaw_fdt_addr}
+# The kernel file must end below what is loaded after it (device tree,
+# initramfs), or loading those would overwrite its end; with the Pi's
+# defaults (kernel_addr_r=0x80000, ramdisk_addr_r=0x2700000) that is
+# 0x2680000 bytes, about 38.5 MiB.
+# A slot whose kernel does not fit fails to boot (its tries run out), with
+# this message on the console.
+seesaw_kernel_ok=yes
+if size ${devtype} ${devnum}:${seesaw_part} ${seesaw_kernel}; then
+    for seesaw_above in ${ramdisk_addr_r} ${seesaw_fdt_addr}; do
+        if itest ${seesaw_above} -gt ${kernel_addr_r}; then
+            setexpr seesaw_room ${seesaw_above} - ${kernel_addr_r}
+            if itest ${filesize} -gt ${seesaw_room}; then
+                echo "seesaw: kernel ${seesaw_kernel} of slot ${seesaw_slot} is 0x${filesize} bytes, more than the 0x${seesaw_room} from ${kernel_addr_r} to ${seesaw_above}: move the load addresses apart"
+                seesaw_kernel_ok=no
+            fi
+        fi
+    done
+    setenv seesaw_room
+fi
+
+if test "${seesaw_kernel_ok}" = "yes"; then
+    if load ${devtype} ${devnum}:${seesaw_part} ${kernel_addr_r} ${seesaw_kernel}; then
+        if load ${devtype} ${devnum}:${seesaw_part} ${ramdisk_addr_r} ${seesaw_initrd}; then
+            booti ${kernel_addr_r} ${ramdisk_addr_r}:${filesize} ${seesaw_fdt_addr}
+        else
+            booti ${kernel_addr_r} - ${seesaw_fdt_addr}
+        fi
     fi
 fi
 echo "seesaw: boot of slot ${seesaw_slot} failed, resetting"
