@@ -2,7 +2,8 @@
 # Runs every seesaw test, exactly what CI runs: installs the real tools the
 # tests use, checks formatting and lints, runs the simulated-board update
 # cycle, the board binaries (cross builds, size budget, the same bytes as the
-# host's under qemu-user), the real boot chain in QEMU (tests/qemu/README.md),
+# host's under qemu-user), the real boot chain in QEMU on the x86_64 board and
+# on the Raspberry Pi-like and i.MX-like arm64 boards (tests/qemu/README.md),
 # then the unit and integration tests (including the boot scripts in U-Boot
 # under QEMU).
 set -euo pipefail
@@ -26,5 +27,7 @@ echo "== board binaries: aarch64 and armv7 release builds within 4 MiB, the same
 bash tests/cross-check.sh
 echo "== boot chain in QEMU: commit and five reboots, health rollback, watchdog rollback, power cut, power cuts in U-Boot's environment write"
 bash tests/qemu-boot-chain.sh
+echo "== arm64 boot chain in QEMU: the rpi and imx scripts in U-Boot built for each board, the aarch64 seesaw; commit and five reboots, health rollback, watchdog rollback, power cut"
+bash tests/qemu-arm64-boot-chain.sh
 echo "== cargo test"
 cargo test --workspace 2>&1

@@ -200,8 +200,16 @@ def parse_boot_script(path):
                 "seesaw_env_file_redund"):
         v = script_default(text, var)
         s[var] = v[0] if v else None
+    # rpi and imx: the default root follows the boot device; the one the
+    # kickstarts must agree with is the one for mmc (the boards' SD card or
+    # eMMC).
+    m = re.search(r'if test "\$\{devtype\}" = "mmc"; then\s*\n\s*seesaw_disk=(\S+)', text)
+    mmc_disk = m.group(1) if m else None
     for slot in "AB":
         roots = [r for r in script_default(text, "seesaw_root_" + slot) if "/vd" not in r]
+        if not roots and mmc_disk and re.search(
+                r'seesaw_root_%s=\$\{seesaw_disk\}\$\{seesaw_part_%s\}' % (slot, slot), text):
+            roots = [mmc_disk + "${seesaw_part_%s}" % slot]
         root = roots[0] if roots else None
         if root:
             root = root.replace("${devnum}", s["devnum"] or "?")

@@ -7,10 +7,8 @@
 #                        udev and dbus, the board's configuration from
 #                        tests/qemu/guest/) with every architecture-dependent
 #                        package replaced by the arm64 build of it
-#   CACHE/kernel/vmlinuz Debian's arm64 kernel Image, gzipped (booti unpacks
-#                        it: a third of the bytes to read from the i.MX-like
-#                        board's slow SD card); the package is downloaded
-#                        and unpacked, never installed
+#   CACHE/kernel/vmlinuz Debian's arm64 kernel (an uncompressed Image; the
+#                        package is downloaded and unpacked, never installed)
 #   CACHE/initrd.img     the busybox initramfs (tests/qemu/initramfs-init)
 #                        with arm64 busybox and the board's modules
 #
@@ -119,12 +117,12 @@ if [ ! -f "$cache/kernel/vmlinuz" ]; then
     kver=$(ls "$cache/kernel.tmp/x/lib/modules")
     depmod -b "$cache/kernel.tmp/x" "$kver"
     mkdir -p "$cache/kernel/modules"
-    gzip -9 -n -c "$cache/kernel.tmp/x/boot/vmlinuz-$kver" >"$cache/kernel/vmlinuz"
+    cp "$cache/kernel.tmp/x/boot/vmlinuz-$kver" "$cache/kernel/vmlinuz"
     cp "$cache/kernel.tmp/bb/bin/busybox" "$cache/kernel/busybox"
     echo "$kver" >"$cache/kernel/version"
-    # The board's modules: virtio (the Raspberry Pi-like board's disk, the
-    # network), the SD card on sdhci-pci (the i.MX-like board's disk), file
-    # systems, the i6300esb watchdog; dependencies first, decompressed.
+    # The board's modules: virtio (the disk, the network), the SD card on
+    # sdhci-pci (the i.MX-like board's environment), file systems, the
+    # i6300esb watchdog; dependencies first, decompressed.
     : >"$cache/kernel/modules/order"
     for m in virtio_pci virtio_blk virtio_net sdhci_pci mmc_block ext4 vfat nls_cp437 nls_ascii nls_utf8 i6300esb; do
         modprobe -d "$cache/kernel.tmp/x" -S "$kver" --show-depends "$m" |

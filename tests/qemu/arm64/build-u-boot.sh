@@ -62,7 +62,11 @@ for board in rpi imx; do
     cp -a "$src/tree/." "$b/"
     patch -s -d "$b" -p1 <"$here/u-boot-qemu-arm-boards.patch"
     cat "$b/configs/qemu_arm64_defconfig" "$here/common.config" "$here/$board.config" >"$b/configs/seesaw_qemu_${board}_defconfig"
-    make -s -C "$b" CROSS_COMPILE=$cross "seesaw_qemu_${board}_defconfig" >/dev/null
+    # (Kconfig warns of every option a fragment overrides: expected.)
+    make -s -C "$b" CROSS_COMPILE=$cross "seesaw_qemu_${board}_defconfig" >"$b/defconfig.log" 2>&1 || {
+        cat "$b/defconfig.log" >&2
+        exit 1
+    }
     # Every option the fragments set must have survived Kconfig (a
     # misspelt or unmet one is dropped silently).
     while IFS= read -r line; do
