@@ -46,8 +46,8 @@ if test -z "${seesaw_part_B}"; then seesaw_part_B=3; fi
 # Pi booted from, mmcblk0 in Linux), usb/scsi/sata N is the Nth SCSI disk
 # (/dev/sda for the first, up to 3), virtio N is /dev/vda..vdd, nvme N is
 # /dev/nvmeNn1. Anything else, or a USB disk among several, needs
-# seesaw_root_A and seesaw_root_B preset: the script says so and stops
-# before it takes a try.
+# seesaw_root_A and seesaw_root_B preset: the script says so and does
+# nothing else (no try taken, nothing saved).
 seesaw_disk=
 seesaw_letter=
 if test "${devnum}" = "0"; then seesaw_letter=a;
@@ -69,107 +69,115 @@ fi
 if test -z "${seesaw_root_B}"; then
     if test -n "${seesaw_disk}"; then seesaw_root_B=${seesaw_disk}${seesaw_part_B}; fi
 fi
+seesaw_go=yes
 if test -z "${seesaw_root_A}" || test -z "${seesaw_root_B}"; then
     echo "seesaw: no default root device for ${devtype} ${devnum}: preset seesaw_root_A and seesaw_root_B"
-    exit
-fi
-if test -z "${seesaw_kernel}"; then seesaw_kernel=/boot/Image; fi
-if test -z "${seesaw_initrd}"; then seesaw_initrd=/boot/initrd.img; fi
-if test -z "${seesaw_console}"; then seesaw_console="console=ttyS0,115200 console=tty1"; fi
-if test -z "${seesaw_fdt_addr}"; then
-    if test -n "${fdt_addr}"; then seesaw_fdt_addr=${fdt_addr}; else seesaw_fdt_addr=${fdtcontroladdr}; fi
+    seesaw_go=no
 fi
 
-# ---------------------------------------------------------------------------
-# Defaults for the A/B state (first boot, or U-Boot fell back to its
-# built-in environment because neither uboot.env nor uboot-redund.env held
-# a valid copy).
-# ---------------------------------------------------------------------------
-if test -z "${BOOT_ORDER}"; then setenv BOOT_ORDER "A B"; fi
-if test -z "${BOOT_A_LEFT}"; then setenv BOOT_A_LEFT 3; fi
-if test -z "${BOOT_B_LEFT}"; then setenv BOOT_B_LEFT 3; fi
-
-# ---------------------------------------------------------------------------
-# Choose: the first slot in BOOT_ORDER with tries left; take one try.
-# Counts are 0..3, the decrement is written out; any other value counts as 0.
-# ---------------------------------------------------------------------------
-setenv seesaw_slot
-seesaw_slot=
-for seesaw_s in ${BOOT_ORDER}; do
-    if test -z "${seesaw_slot}"; then
-        if test "${seesaw_s}" = "A"; then
-            if test "${BOOT_A_LEFT}" = "3"; then
-                setenv BOOT_A_LEFT 2; seesaw_slot=A
-            elif test "${BOOT_A_LEFT}" = "2"; then
-                setenv BOOT_A_LEFT 1; seesaw_slot=A
-            elif test "${BOOT_A_LEFT}" = "1"; then
-                setenv BOOT_A_LEFT 0; seesaw_slot=A
-            fi
-        elif test "${seesaw_s}" = "B"; then
-            if test "${BOOT_B_LEFT}" = "3"; then
-                setenv BOOT_B_LEFT 2; seesaw_slot=B
-            elif test "${BOOT_B_LEFT}" = "2"; then
-                setenv BOOT_B_LEFT 1; seesaw_slot=B
-            elif test "${BOOT_B_LEFT}" = "1"; then
-                setenv BOOT_B_LEFT 0; seesaw_slot=B
-            fi
-        fi
+# Everything below runs only with both root devices known: hush's exit does
+# not end a script in every U-Boot (2023.01 ignores it), so the rest is one
+# block that is skipped instead; U-Boot then goes on with its next boot
+# target, no try taken, nothing saved.
+if test "${seesaw_go}" = "yes"; then
+    if test -z "${seesaw_kernel}"; then seesaw_kernel=/boot/Image; fi
+    if test -z "${seesaw_initrd}"; then seesaw_initrd=/boot/initrd.img; fi
+    if test -z "${seesaw_console}"; then seesaw_console="console=ttyS0,115200 console=tty1"; fi
+    if test -z "${seesaw_fdt_addr}"; then
+        if test -n "${fdt_addr}"; then seesaw_fdt_addr=${fdt_addr}; else seesaw_fdt_addr=${fdtcontroladdr}; fi
     fi
-done
 
-if test -z "${seesaw_slot}"; then
-    echo "seesaw: no slot has tries left, resetting BOOT_A_LEFT=3 BOOT_B_LEFT=3"
-    setenv BOOT_A_LEFT 3
-    setenv BOOT_B_LEFT 3
-    if saveenv; then true; else echo "seesaw: WARNING: could not save the environment"; fi
-    reset
-fi
+    # ---------------------------------------------------------------------------
+    # Defaults for the A/B state (first boot, or U-Boot fell back to its
+    # built-in environment because neither uboot.env nor uboot-redund.env held
+    # a valid copy).
+    # ---------------------------------------------------------------------------
+    if test -z "${BOOT_ORDER}"; then setenv BOOT_ORDER "A B"; fi
+    if test -z "${BOOT_A_LEFT}"; then setenv BOOT_A_LEFT 3; fi
+    if test -z "${BOOT_B_LEFT}"; then setenv BOOT_B_LEFT 3; fi
 
-if saveenv; then true; else echo "seesaw: WARNING: could not save the environment"; fi
-
-# ---------------------------------------------------------------------------
-# Boot the chosen slot.
-# ---------------------------------------------------------------------------
-if test "${seesaw_slot}" = "A"; then
-    seesaw_part=${seesaw_part_A}
-    seesaw_root=${seesaw_root_A}
-    echo "seesaw: booting slot A (tries left ${BOOT_A_LEFT})"
-else
-    seesaw_part=${seesaw_part_B}
-    seesaw_root=${seesaw_root_B}
-    echo "seesaw: booting slot B (tries left ${BOOT_B_LEFT})"
-fi
-setenv bootargs "${seesaw_console} root=${seesaw_root} rootfstype=ext4 rootwait ro seesaw.slot=${seesaw_slot} ${seesaw_extra_bootargs}"
-echo "seesaw: bootargs ${bootargs}"
-
-# The kernel file must end below what is loaded after it (device tree,
-# initramfs), or loading those would overwrite its end; with the Pi's
-# defaults (kernel_addr_r=0x80000, ramdisk_addr_r=0x2700000) that is
-# 0x2680000 bytes, about 38.5 MiB.
-# A slot whose kernel does not fit fails to boot (its tries run out), with
-# this message on the console.
-seesaw_kernel_ok=yes
-if size ${devtype} ${devnum}:${seesaw_part} ${seesaw_kernel}; then
-    for seesaw_above in ${ramdisk_addr_r} ${seesaw_fdt_addr}; do
-        if itest ${seesaw_above} -gt ${kernel_addr_r}; then
-            setexpr seesaw_room ${seesaw_above} - ${kernel_addr_r}
-            if itest ${filesize} -gt ${seesaw_room}; then
-                echo "seesaw: kernel ${seesaw_kernel} of slot ${seesaw_slot} is 0x${filesize} bytes, more than the 0x${seesaw_room} from ${kernel_addr_r} to ${seesaw_above}: move the load addresses apart"
-                seesaw_kernel_ok=no
+    # ---------------------------------------------------------------------------
+    # Choose: the first slot in BOOT_ORDER with tries left; take one try.
+    # Counts are 0..3, the decrement is written out; any other value counts as 0.
+    # ---------------------------------------------------------------------------
+    setenv seesaw_slot
+    seesaw_slot=
+    for seesaw_s in ${BOOT_ORDER}; do
+        if test -z "${seesaw_slot}"; then
+            if test "${seesaw_s}" = "A"; then
+                if test "${BOOT_A_LEFT}" = "3"; then
+                    setenv BOOT_A_LEFT 2; seesaw_slot=A
+                elif test "${BOOT_A_LEFT}" = "2"; then
+                    setenv BOOT_A_LEFT 1; seesaw_slot=A
+                elif test "${BOOT_A_LEFT}" = "1"; then
+                    setenv BOOT_A_LEFT 0; seesaw_slot=A
+                fi
+            elif test "${seesaw_s}" = "B"; then
+                if test "${BOOT_B_LEFT}" = "3"; then
+                    setenv BOOT_B_LEFT 2; seesaw_slot=B
+                elif test "${BOOT_B_LEFT}" = "2"; then
+                    setenv BOOT_B_LEFT 1; seesaw_slot=B
+                elif test "${BOOT_B_LEFT}" = "1"; then
+                    setenv BOOT_B_LEFT 0; seesaw_slot=B
+                fi
             fi
         fi
     done
-    setenv seesaw_room
-fi
 
-if test "${seesaw_kernel_ok}" = "yes"; then
-    if load ${devtype} ${devnum}:${seesaw_part} ${kernel_addr_r} ${seesaw_kernel}; then
-        if load ${devtype} ${devnum}:${seesaw_part} ${ramdisk_addr_r} ${seesaw_initrd}; then
-            booti ${kernel_addr_r} ${ramdisk_addr_r}:${filesize} ${seesaw_fdt_addr}
-        else
-            booti ${kernel_addr_r} - ${seesaw_fdt_addr}
+    if test -z "${seesaw_slot}"; then
+        echo "seesaw: no slot has tries left, resetting BOOT_A_LEFT=3 BOOT_B_LEFT=3"
+        setenv BOOT_A_LEFT 3
+        setenv BOOT_B_LEFT 3
+        if saveenv; then true; else echo "seesaw: WARNING: could not save the environment"; fi
+        reset
+    fi
+
+    if saveenv; then true; else echo "seesaw: WARNING: could not save the environment"; fi
+
+    # ---------------------------------------------------------------------------
+    # Boot the chosen slot.
+    # ---------------------------------------------------------------------------
+    if test "${seesaw_slot}" = "A"; then
+        seesaw_part=${seesaw_part_A}
+        seesaw_root=${seesaw_root_A}
+        echo "seesaw: booting slot A (tries left ${BOOT_A_LEFT})"
+    else
+        seesaw_part=${seesaw_part_B}
+        seesaw_root=${seesaw_root_B}
+        echo "seesaw: booting slot B (tries left ${BOOT_B_LEFT})"
+    fi
+    setenv bootargs "${seesaw_console} root=${seesaw_root} rootfstype=ext4 rootwait ro seesaw.slot=${seesaw_slot} ${seesaw_extra_bootargs}"
+    echo "seesaw: bootargs ${bootargs}"
+
+    # The kernel file must end below what is loaded after it (device tree,
+    # initramfs), or loading those would overwrite its end; with the Pi's
+    # defaults (kernel_addr_r=0x80000, ramdisk_addr_r=0x2700000) that is
+    # 0x2680000 bytes, about 38.5 MiB.
+    # A slot whose kernel does not fit fails to boot (its tries run out), with
+    # this message on the console.
+    seesaw_kernel_ok=yes
+    if size ${devtype} ${devnum}:${seesaw_part} ${seesaw_kernel}; then
+        for seesaw_above in ${ramdisk_addr_r} ${seesaw_fdt_addr}; do
+            if itest ${seesaw_above} -gt ${kernel_addr_r}; then
+                setexpr seesaw_room ${seesaw_above} - ${kernel_addr_r}
+                if itest ${filesize} -gt ${seesaw_room}; then
+                    echo "seesaw: kernel ${seesaw_kernel} of slot ${seesaw_slot} is 0x${filesize} bytes, more than the 0x${seesaw_room} from ${kernel_addr_r} to ${seesaw_above}: move the load addresses apart"
+                    seesaw_kernel_ok=no
+                fi
+            fi
+        done
+        setenv seesaw_room
+    fi
+
+    if test "${seesaw_kernel_ok}" = "yes"; then
+        if load ${devtype} ${devnum}:${seesaw_part} ${kernel_addr_r} ${seesaw_kernel}; then
+            if load ${devtype} ${devnum}:${seesaw_part} ${ramdisk_addr_r} ${seesaw_initrd}; then
+                booti ${kernel_addr_r} ${ramdisk_addr_r}:${filesize} ${seesaw_fdt_addr}
+            else
+                booti ${kernel_addr_r} - ${seesaw_fdt_addr}
+            fi
         fi
     fi
+    echo "seesaw: boot of slot ${seesaw_slot} failed, resetting"
+    reset
 fi
-echo "seesaw: boot of slot ${seesaw_slot} failed, resetting"
-reset
