@@ -1,13 +1,11 @@
-//! The D-Bus front end: `org.seesaw.Updater1` at `/org/seesaw/Updater1` on
-//! the system bus, and the client proxy the CLI uses to talk to it.
+//! The object served at `/org/seesaw/Updater1`: [`UpdaterService`] with
+//! the `org.seesaw.Updater1` interface (methods, properties, the
+//! `Completed` signal) and the background install it starts, which forwards
+//! progress at most every 200 ms and ends with `Completed`.
 //!
-//! A thin adapter: methods convert their arguments and call the same
-//! [`crate::updater`] functions the CLI calls, on a blocking thread; the
-//! interface only keeps what clients read (operation, progress, last
-//! error) and emits `PropertiesChanged` and `Completed`. Who may call what
-//! is the bus policy's job (`systemd/org.seesaw.Updater1.conf`: methods for
-//! uid 0, properties and introspection for everyone). The interface
-//! description is kept in `systemd/org.seesaw.Updater1.xml`.
+//! One piece: the methods start the install task, and the task updates the
+//! properties and emits the change notifications and signal the interface
+//! declares.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -18,101 +16,14 @@ use std::time::Duration;
 use zbus::object_server::SignalEmitter;
 use zbus::zvariant::{OwnedValue, Value};
 
-use crate::failure::{Classify, Kind};
+use super::error::ServiceError;
+use super::live::{lock, LiveView};
+use super::OBJECT_PATH;
+use crate::failure::Classify;
 use crate::install::{Phase as WritePhase, Progress};
 use crate::service::Service;
 use crate::slot::Slot;
 use crate::updater::{InstallOptions, UpdateError};
-
-/// The well-known bus name.
-pub const BUS_NAME: &str = "org.seesaw.Updater1";
-/// The object path.
-pub const OBJECT_PATH: &str = "/org/seesaw/Updater1";
-/// The interface name.
-pub const INTERFACE: &str = "org.seesaw.Updater1";
-
-/// The `Progress` property: (percent, bytes done, bytes total, message).
-pub type ProgressValue = (i32, u64, u64, String);
-
-/// Errors returned to D-Bus callers, named `org.seesaw.Updater1.Error.<Variant>`.
-/// Stable: clients match on these names; never rename.
-#[derive(Debug, zbus::DBusError)]
-#[zbus(prefix = "org.seesaw.Updater1.Error")]
-pub enum ServiceError {
-    /// A D-Bus failure.
-    #[zbus(error)]
-    ZBus(zbus::Error),
-    /// Another operation is in progress.
-    Busy(String),
-    /// The bundle was refused (signature, manifest, policy, chunk hash).
-    Rejected(String),
-    /// The configuration or trust keys are unusable.
-    Config(String),
-    /// The bootloader environment could not be read or written.
-    Environment(String),
-    /// A slot, the state or another file could not be read or written.
-    IO(String),
-    /// Not allowed in the current state (e.g. an uncommitted trial runs).
-    State(String),
-    /// Arguments that make no sense (unknown mark state, slot name, option).
-    InvalidArgs(String),
-    /// Anything else: a bug in seesaw, such as a worker that panicked.
-    Failed(String),
-}
-
-impl ServiceError {
-    fn from_update(e: &UpdateError) -> ServiceError {
-        service_error(e.kind(), format!("{e:#}"))
-    }
-}
-
-/// The D-Bus error for a failure of `kind`: the one mapping from
-/// [`Kind`] to the `org.seesaw.Updater1.Error.*` names. A cancelled or
-/// network failure is `IO`; [`Kind::Internal`] is `Failed`.
-pub fn service_error(kind: Kind, message: String) -> ServiceError {
-    match kind {
-        Kind::Usage => ServiceError::InvalidArgs(message),
-        Kind::Rejected => ServiceError::Rejected(message),
-        Kind::Config => ServiceError::Config(message),
-        Kind::Environment => ServiceError::Environment(message),
-        Kind::Io | Kind::Cancelled | Kind::Network => ServiceError::IO(message),
-        Kind::State => ServiceError::State(message),
-        Kind::Busy => ServiceError::Busy(message),
-        Kind::Internal => ServiceError::Failed(message),
-    }
-}
-
-/// The kind a D-Bus error name stands for, the inverse of
-/// [`service_error`]: the first kind of [`Kind::ALL`] whose error has the
-/// same last component (so `org.freedesktop.DBus.Error.InvalidArgs`, the
-/// bus's own refusal of bad arguments, is [`Kind::Usage`] too);
-/// [`Kind::Internal`] for any other name.
-pub fn kind_of_error_name(name: &str) -> Kind {
-    use zbus::DBusError;
-    let last = |n: &str| n.rsplit('.').next().unwrap_or_default().to_string();
-    let wanted = last(name);
-    Kind::ALL
-        .into_iter()
-        .find(|k| last(service_error(*k, String::new()).name().as_str()) == wanted)
-        .unwrap_or(Kind::Internal)
-}
-
-/// The live properties: what clients read (shared with the install's
-/// worker), and what observers inside the daemon (the fleet link) receive
-/// whenever the service emits `PropertiesChanged`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LiveView {
-    /// `Operation`.
-    pub operation: String,
-    /// `Progress`.
-    pub progress: ProgressValue,
-    /// `LastError`.
-    pub last_error: String,
-    /// Whether an install or the health gate runs.
-    pub busy: bool,
-    /// The last `Completed` signal: (sequence number from 1, result, message).
-    pub completed: Option<(u64, i32, String)>,
-}
 
 /// The `org.seesaw.Updater1` object.
 pub struct UpdaterService {
@@ -120,10 +31,6 @@ pub struct UpdaterService {
     live: Arc<Mutex<LiveView>>,
     cancel: Arc<AtomicBool>,
     observers: tokio::sync::watch::Sender<LiveView>,
-}
-
-fn lock(live: &Mutex<LiveView>) -> std::sync::MutexGuard<'_, LiveView> {
-    live.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl UpdaterService {
@@ -577,82 +484,5 @@ async fn run_install(
         .await
     {
         let _ = UpdaterService::completed(iface.signal_emitter(), code, &message).await;
-    }
-}
-
-/// The client side of `org.seesaw.Updater1`, for the CLI.
-#[zbus::proxy(
-    interface = "org.seesaw.Updater1",
-    default_service = "org.seesaw.Updater1",
-    default_path = "/org/seesaw/Updater1"
-)]
-pub trait Updater1 {
-    /// See [`UpdaterService::install`].
-    fn install(&self, source: &str, options: HashMap<&str, Value<'_>>) -> zbus::Result<()>;
-    /// See [`UpdaterService::cancel`].
-    fn cancel(&self) -> zbus::Result<()>;
-    /// See [`UpdaterService::mark`].
-    fn mark(&self, state: &str, slot: &str) -> zbus::Result<(String, String)>;
-    /// See [`UpdaterService::get_slot_status`].
-    fn get_slot_status(&self) -> zbus::Result<Vec<(String, HashMap<String, OwnedValue>)>>;
-    /// `Operation`.
-    #[zbus(property)]
-    fn operation(&self) -> zbus::Result<String>;
-    /// `Progress`.
-    #[zbus(property)]
-    fn progress(&self) -> zbus::Result<(i32, u64, u64, String)>;
-    /// `LastError`.
-    #[zbus(property)]
-    fn last_error(&self) -> zbus::Result<String>;
-    /// `Completed`.
-    #[zbus(signal)]
-    fn completed(&self, result: i32, message: String) -> zbus::Result<()>;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use zbus::DBusError;
-
-    #[test]
-    fn error_names_stay_as_documented() {
-        let table = [
-            (Kind::Usage, "InvalidArgs"),
-            (Kind::Rejected, "Rejected"),
-            (Kind::Config, "Config"),
-            (Kind::Environment, "Environment"),
-            (Kind::Io, "IO"),
-            (Kind::State, "State"),
-            (Kind::Busy, "Busy"),
-            (Kind::Cancelled, "IO"),
-            (Kind::Network, "IO"),
-            (Kind::Internal, "Failed"),
-        ];
-        for (kind, name) in table {
-            let e = service_error(kind, "m".into());
-            assert_eq!(
-                e.name().as_str(),
-                format!("org.seesaw.Updater1.Error.{name}")
-            );
-            assert_eq!(e.description(), Some("m"));
-        }
-    }
-
-    #[test]
-    fn every_error_name_maps_back_to_a_kind_with_the_same_exit_status() {
-        for kind in Kind::ALL {
-            let name = service_error(kind, String::new()).name().to_string();
-            let back = kind_of_error_name(&name);
-            assert_eq!(service_error(back, String::new()).name().as_str(), name);
-        }
-        assert_eq!(kind_of_error_name("org.seesaw.Updater1.Error.IO"), Kind::Io);
-        assert_eq!(
-            kind_of_error_name("org.freedesktop.DBus.Error.InvalidArgs"),
-            Kind::Usage
-        );
-        assert_eq!(
-            kind_of_error_name("org.freedesktop.DBus.Error.AccessDenied"),
-            Kind::Internal
-        );
     }
 }
